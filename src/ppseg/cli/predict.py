@@ -1,0 +1,51 @@
+"""Predict label maps for images: label PNG, pseudo-colour PNG and an overlay per image.
+
+Examples:
+    ppseg predict -c CFG --model output/camvid/best_model.pt --input photo.jpg --save-dir out/
+    ppseg predict -c CFG --model M.pt --input 'images/*.png' --save-dir out/ --aug-pred --flip
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from .common import add_config_args, add_inference_args, device_of, inference_overrides, load_config_args, load_segmentor
+
+HELP = "predict label maps and overlays for images"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_config_args(p)
+    p.add_argument("--model", required=True, help="weights file (best_model.pt, a checkpoint, or a run directory)")
+    p.add_argument("--input", required=True, help="an image file, a directory, or a glob pattern (quote it)")
+    p.add_argument("--save-dir", required=True, help="output directory")
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (0..1)")
+    add_inference_args(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..engine import build
+    from ..engine.predict import collect_images, predict_files
+    from ..errors import ConfigError
+
+    cfg = load_config_args(args)
+    inference_overrides(args)
+    files = collect_images(args.input)
+    if not 0 <= args.alpha <= 1:
+        raise ConfigError(f"--alpha must be in [0, 1], got {args.alpha}")
+    section = cfg.get("val_dataset") or cfg.get("train_dataset")
+    if not section:
+        raise ConfigError(f"{cfg.path}: needs a val_dataset (its transforms, num_classes and palette)")
+    key = "val_dataset" if cfg.get("val_dataset") else "train_dataset"
+    dataset = build.build_dataset(cfg, key, "val")
+    transforms = build.build_transforms(cfg, section.get("transforms"), f"{key}.transforms")
+    segmentor = load_segmentor(cfg, args.model, dataset.num_classes, args)
+    root = Path(args.input) if Path(args.input).is_dir() else None
+    written = predict_files(segmentor, files, args.save_dir, transforms, np.asarray(dataset.palette, dtype=np.uint8),
+                            device=device_of(args.device), root=root, alpha=args.alpha, progress=True)
+    out = Path(args.save_dir)
+    print(f"{len(written)} image(s) -> {out / 'labels'}, {out / 'pseudo_color'}, {out / 'overlay'}")
+    return 0

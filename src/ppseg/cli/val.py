@@ -1,0 +1,55 @@
+"""Evaluate a checkpoint on the config's val_dataset: mIoU, Acc, Kappa, Dice per class.
+
+Examples:
+    ppseg val -c CFG --model output/camvid/best_model.pt
+    ppseg val -c CFG --model M.pt --aug-eval --scales 0.75 1.0 1.25 --flip
+    ppseg val -c CFG --model M.pt --slide --crop-size 512 512 --stride 341 341
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .common import add_config_args, add_inference_args, device_of, inference_overrides, load_config_args, load_segmentor
+
+HELP = "evaluate a checkpoint on the validation set"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_config_args(p)
+    p.add_argument("--model", required=True, help="weights file (best_model.pt, a checkpoint, or a run directory)")
+    add_inference_args(p)
+    p.add_argument("--confusion-matrix", default=None, metavar="PNG", help="also save the confusion matrix image")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the metrics as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..engine import build
+    from ..engine.evaluate import evaluate
+
+    cfg = load_config_args(args)
+    inference_overrides(args)  # validate flags before any work
+    if not cfg.get("val_dataset"):
+        from ..errors import ConfigError
+
+        raise ConfigError(f"{cfg.path}: no val_dataset section to evaluate on")
+    dataset = build.build_dataset(cfg, "val_dataset", "val")
+    opts = build.build_options(cfg)
+    segmentor = load_segmentor(cfg, args.model, dataset.num_classes, args)
+    device = device_of(args.device)
+    segmentor.to(device)
+    workers = opts.num_workers if args.num_workers is None else args.num_workers
+    metrics = evaluate(segmentor, dataset, device=device, num_workers=workers, progress=True)
+    print(metrics.table(dataset.class_names))
+    res = metrics.compute()
+    print(f"images: {len(dataset)}  mode: {segmentor.mode}  scales: {list(segmentor.scales)}  flip: {segmentor.flip}")
+    if args.confusion_matrix:
+        metrics.confusion_matrix_figure(args.confusion_matrix, dataset.class_names)
+        print(f"confusion matrix: {args.confusion_matrix}")
+    if args.json:
+        out = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in res.items()}
+        Path(args.json).write_text(json.dumps(out, indent=2), encoding="utf-8")
+        print(f"metrics: {args.json}")
+    return 0

@@ -1,0 +1,383 @@
+"""YAML configs: ``_base_`` inheritance, ``--opts`` overrides, and validation.
+
+A config is a plain nested dict read from YAML. Every section maps 1:1 onto the
+keyword arguments of one constructor (a model factory, a dataset class, an
+optimizer...). Nothing is resolved through hidden registries: each section that
+names a ``type`` looks it up in an explicit ``name -> callable`` table passed by
+the caller.
+
+Errors name the file the key came from, the dotted key, and what is allowed::
+
+    configs/camvid.yml: optimizer.lerning_rate: unknown key; did you mean 'learning_rate'?
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import inspect
+import types
+import typing
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
+
+from .errors import ConfigError
+
+BASE_KEY = "_base_"
+NO_INHERIT_KEY = "_inherited_"
+
+
+class Config(dict):
+    """A loaded config: a plain dict plus where each key came from.
+
+    Attributes:
+        path: the top-level config file.
+        sources: dotted key -> file (or ``--opts``) that last set it.
+    """
+
+    def __init__(self, data: Mapping[str, Any], path: str, sources: dict[str, str]):
+        super().__init__(data)
+        self.path = path
+        self.sources = sources
+
+    def source_of(self, dotted: str) -> str:
+        """The file that set ``dotted`` (or its closest parent key)."""
+        key = dotted
+        while key:
+            if key in self.sources:
+                return self.sources[key]
+            key = key.rpartition(".")[0]
+        return self.path
+
+    def where(self, dotted: str) -> str:
+        return f"{self.source_of(dotted)}: {dotted}"
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}{line}: invalid YAML: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def _record(sources: dict[str, str], data: Any, prefix: str, origin: str) -> None:
+    if isinstance(data, dict):
+        for k, v in data.items():
+            key = f"{prefix}.{k}" if prefix else str(k)
+            sources[key] = origin
+            _record(sources, v, key, origin)
+
+
+def _merge(base: dict, over: dict, sources: dict[str, str], prefix: str, origin: str) -> dict:
+    """Deep-merge ``over`` into ``base`` (dicts merge, everything else replaces)."""
+    out = dict(base)
+    for k, v in over.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and v.get(NO_INHERIT_KEY, True):
+            out[k] = _merge(out[k], v, sources, key, origin)
+        else:
+            if isinstance(v, dict):
+                v = {kk: vv for kk, vv in v.items() if kk != NO_INHERIT_KEY}
+            out[k] = copy.deepcopy(v)
+            for s in [s for s in sources if s.startswith(key + ".")]:
+                del sources[s]
+            _record(sources, v, key, origin)
+        sources[key] = origin
+    return out
+
+
+def _load_recursive(path: Path, sources: dict[str, str], chain: tuple[Path, ...]) -> dict:
+    path = path.resolve() if path.is_absolute() else path
+    if path.resolve() in chain:
+        names = " -> ".join(str(p) for p in (*chain, path.resolve()))
+        raise ConfigError(f"{path}: circular _base_ inheritance: {names}")
+    data = _read_yaml(path)
+    bases = data.pop(BASE_KEY, None)
+    merged: dict = {}
+    if bases is not None:
+        if isinstance(bases, str):
+            bases = [bases]
+        if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+            raise ConfigError(f"{path}: {BASE_KEY} must be a file path or a list of paths")
+        for b in bases:
+            base_path = (path.parent / b) if not Path(b).is_absolute() else Path(b)
+            if not base_path.is_file():
+                raise ConfigError(f"{path}: {BASE_KEY} file '{b}' not found (looked at {base_path})")
+            merged = _merge(merged, _load_recursive(base_path, sources, (*chain, path.resolve())), sources, "", str(base_path))
+    return _merge(merged, data, sources, "", str(path))
+
+
+def parse_opts(opts: list[str] | None) -> list[tuple[str, Any]]:
+    """Parse ``key.sub=value`` overrides; values are read as YAML (``1e-3``, ``[1, 2]``, ``true``)."""
+    out = []
+    for item in opts or []:
+        if "=" not in item:
+            raise ConfigError(f"--opts: '{item}' is not of the form key=value (e.g. iters=1000)")
+        key, _, raw = item.partition("=")
+        key = key.strip()
+        if not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"--opts: '{item}' has an empty key")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        out.append((key, value))
+    return out
+
+
+def load_config(path: str | Path, opts: list[str] | None = None) -> Config:
+    """Read a YAML config with its ``_base_`` chain and apply ``--opts`` overrides."""
+    path = Path(path)
+    sources: dict[str, str] = {}
+    data = _load_recursive(path, sources, ())
+    for key, value in parse_opts(opts):
+        parts = key.split(".")
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            if not isinstance(nxt, dict):
+                where = ".".join(parts[: i + 1])
+                raise ConfigError(f"--opts: cannot set '{key}': '{where}' is a {type(nxt).__name__}, not a section")
+            node = nxt
+        node[parts[-1]] = value
+        sources[key] = "--opts"
+        _record(sources, value, key, "--opts")
+    return Config(data, str(path), sources)
+
+
+def dump_config(cfg: Mapping[str, Any]) -> str:
+    """The resolved config as YAML (what a run directory stores)."""
+
+    def plain(x: Any) -> Any:
+        if isinstance(x, Mapping):
+            return {str(k): plain(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [plain(v) for v in x]
+        return x
+
+    return yaml.safe_dump(plain(cfg), sort_keys=False, default_flow_style=None)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def did_you_mean(word: str, choices: typing.Iterable[str]) -> str:
+    choices = list(choices)
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean '{close[0]}'?"
+    return f" (allowed: {', '.join(sorted(choices))})" if choices else ""
+
+
+def check_keys(section: Mapping[str, Any], allowed: typing.Iterable[str], cfg: Config, prefix: str) -> None:
+    """Raise on the first key of ``section`` that is not in ``allowed``."""
+    allowed = list(allowed)
+    for k in section:
+        if k not in allowed:
+            where = cfg.where(f"{prefix}.{k}" if prefix else str(k))
+            raise ConfigError(f"{where}: unknown key{did_you_mean(str(k), allowed)}")
+
+
+def _type_name(tp: Any) -> str:
+    if tp is type(None):
+        return "null"
+    origin = get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in get_args(tp))
+    if origin is not None:
+        args = get_args(tp)
+        name = getattr(origin, "__name__", str(origin))
+        return f"{name}[{', '.join(_type_name(a) for a in args if a is not Ellipsis)}]" if args else name
+    return getattr(tp, "__name__", str(tp))
+
+
+_NO = object()
+
+
+def coerce(value: Any, tp: Any) -> Any:
+    """Return ``value`` converted to ``tp`` where that is lossless, else ``_NO``.
+
+    Handles ``int``/``float``/``bool``/``str``, ``Literal``, ``Optional``/unions,
+    ``list[...]``/``tuple[...]``/``Sequence`` and ``dict``. Unknown annotations
+    (modules, callables) accept anything: their own constructors check them.
+    """
+    if tp is Any or tp is inspect.Parameter.empty:
+        return value
+    if tp is type(None):
+        return None if value is None else _NO
+    origin = get_origin(tp)
+    if origin is Literal:
+        return value if value in get_args(tp) else _NO
+    if origin in (Union, types.UnionType):
+        for arg in get_args(tp):
+            got = coerce(value, arg)
+            if got is not _NO:
+                return got
+        return _NO
+    if tp is bool:
+        return value if isinstance(value, bool) else _NO
+    if tp is int:
+        if isinstance(value, bool):
+            return _NO
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return _NO
+    if tp is float:
+        if isinstance(value, bool):
+            return _NO
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                return float(value)
+            except ValueError:
+                return _NO
+        return _NO
+    if tp is str:
+        return value if isinstance(value, str) else _NO
+    if origin in (list, tuple, typing.Sequence, __import__("collections.abc").abc.Sequence) or tp in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return _NO
+        args = get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                return _NO
+            items = [coerce(v, a) for v, a in zip(value, args)]
+        else:
+            inner = args[0] if args else Any
+            items = [coerce(v, inner) for v in value]
+        if any(i is _NO for i in items):
+            return _NO
+        return tuple(items) if (origin is tuple or tp is tuple) else list(items)
+    if origin is dict or tp is dict:
+        return value if isinstance(value, dict) else _NO
+    return value
+
+
+def signature_params(fn: Callable) -> dict[str, tuple[Any, Any]]:
+    """``name -> (annotation, default)`` for the keyword arguments of ``fn``.
+
+    Where the signature ends in ``**kwargs``, the parameters of where they go are
+    added: a ``__forwards_to__`` attribute (a class), or for a class its base class.
+    """
+    target = fn.__init__ if inspect.isclass(fn) else fn
+    hints: dict[str, Any] = {}
+    for source in ((fn, target) if inspect.isclass(fn) else (target,)):
+        try:  # dataclasses keep their field types on the class
+            hints.update(typing.get_type_hints(source))
+        except Exception:  # unresolvable forward references: keep the raw annotations
+            pass
+    out: dict[str, tuple[Any, Any]] = {}
+    var_kw = False
+    for p in inspect.signature(fn).parameters.values():
+        if p.kind in (p.VAR_POSITIONAL,):
+            continue
+        if p.kind is p.VAR_KEYWORD:
+            var_kw = True
+            continue
+        if p.name == "self":
+            continue
+        out[p.name] = (hints.get(p.name, p.annotation), p.default)
+    if var_kw:
+        forwards = getattr(fn, "__forwards_to__", None)
+        if forwards is None and inspect.isclass(fn):  # **kwargs of a subclass go to its base class
+            forwards = next((b for b in fn.__mro__[1:] if "__init__" in vars(b) and b is not object), None)
+        if forwards is not None:
+            for name, spec in signature_params(forwards).items():
+                out.setdefault(name, spec)
+    return out
+
+
+def build_kwargs(
+    spec: Mapping[str, Any],
+    fn: Callable,
+    cfg: Config,
+    prefix: str,
+    *,
+    exclude: typing.Iterable[str] = (),
+    builders: Mapping[str, Callable[[Any, str], Any]] | None = None,
+) -> dict[str, Any]:
+    """Validate ``spec`` against ``fn``'s signature and return converted kwargs.
+
+    Args:
+        spec: the config section (without ``type``).
+        fn: class or factory the section maps onto.
+        cfg: the loaded config, for error locations.
+        prefix: dotted key of the section, e.g. ``"optimizer"``.
+        exclude: parameters the caller fills itself (not allowed in the section).
+        builders: per-key functions ``(value, dotted_key) -> object`` for nested
+            sections (e.g. ``transforms``), applied instead of type coercion.
+    """
+    params = {k: v for k, v in signature_params(fn).items() if k not in set(exclude)}
+    builders = builders or {}
+    check_keys(spec, params, cfg, prefix)
+    out: dict[str, Any] = {}
+    for name, value in spec.items():
+        key = f"{prefix}.{name}"
+        if name in builders:
+            out[name] = builders[name](value, key)
+            continue
+        tp, default = params[name]
+        got = coerce(value, tp)
+        if got is _NO:
+            raise ConfigError(f"{cfg.where(key)}: expected {_type_name(tp)}, got {value!r}")
+        out[name] = got
+    missing = [n for n, (_, d) in params.items() if d is inspect.Parameter.empty and n not in out]
+    if missing:
+        raise ConfigError(f"{cfg.where(prefix)}: missing required key '{missing[0]}'")
+    return out
+
+
+def build_typed(
+    spec: Any,
+    table: Mapping[str, Callable],
+    cfg: Config,
+    prefix: str,
+    *,
+    extra: Mapping[str, Any] | None = None,
+    builders: Mapping[str, Callable[[Any, str], Any]] | None = None,
+) -> Any:
+    """Build ``table[spec['type']](**validated kwargs, **extra)``.
+
+    Constructor errors that are about the user's values (``ValueError``,
+    ``ConfigError``) are re-raised with the section's location.
+    """
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"{cfg.where(prefix)}: expected a section with a 'type' key, got {spec!r}")
+    if "type" not in spec:
+        raise ConfigError(f"{cfg.where(prefix)}: missing 'type' (one of: {', '.join(sorted(table))})")
+    name = spec["type"]
+    if name not in table:
+        raise ConfigError(f"{cfg.where(prefix + '.type')}: unknown type '{name}'{did_you_mean(str(name), table)}")
+    fn = table[name]
+    body = {k: v for k, v in spec.items() if k != "type"}
+    kwargs = build_kwargs(body, fn, cfg, prefix, exclude=(extra or {}).keys(), builders=builders)
+    try:
+        return fn(**kwargs, **(extra or {}))
+    except ConfigError as e:
+        raise ConfigError(f"{cfg.where(prefix)}: {e}") from None
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{cfg.where(prefix)}: {name}: {e}") from None

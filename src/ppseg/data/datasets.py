@@ -1,0 +1,390 @@
+"""Segmentation datasets (PaddleSeg layouts) returning numpy samples.
+
+A sample is requested with ``ds[i]`` or ``ds[(i, seed)]``; the augmentation rng
+is ``np.random.default_rng(seed)`` (``seed = i`` for a bare index), so the
+result does not depend on the number of workers and can be replayed.
+
+Label files may use any ``ignore_index``; it is remapped on load to
+:data:`IGNORE_INDEX` (255), the only ignore value losses and metrics see.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset as _TorchDataset
+
+from ppseg.data.io import read_image, read_label
+from ppseg.data.palette import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, default_palette
+from ppseg.data.transforms import Compose, build_transforms
+from ppseg.errors import ConfigError, DataError
+
+__all__ = [
+    "IGNORE_INDEX",
+    "IMG_SUFFIXES",
+    "SegDataset",
+    "FileListDataset",
+    "PaddleDataset",
+    "FolderDataset",
+    "CityscapesDataset",
+    "ADE20KDataset",
+    "DATASETS",
+    "collate",
+]
+
+IGNORE_INDEX = 255
+IMG_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+Mode = Literal["train", "val"]
+
+
+class SegDataset(_TorchDataset):
+    """Base dataset: a list of ``(image_path, label_path | None)`` pairs.
+
+    Subclasses fill ``self.samples`` and call :meth:`_finish_init`.
+
+    Args:
+        transforms: transform objects (or ``{"type": ...}`` dicts), or ``None``.
+        num_classes: number of classes; label values must be in ``[0, num_classes)``
+            or equal ``ignore_index``.
+        ignore_index: the ignore value used in the label files (remapped to 255).
+        class_names: names, default ``class_0 ..``.
+        palette: ``num_classes x 3`` RGB colours, default :func:`default_palette`.
+        mode: ``"train"`` (image and label transformed together) or ``"val"``
+            (transforms on the image only; the original-size label is returned).
+        verify_files: check at construction that every listed file exists.
+    """
+
+    def __init__(
+        self,
+        *,
+        transforms: Sequence[Any] | Compose | None = None,
+        num_classes: int,
+        ignore_index: int = IGNORE_INDEX,
+        class_names: Sequence[str] | None = None,
+        palette: Sequence[Sequence[int]] | np.ndarray | None = None,
+        mode: Mode = "train",
+        verify_files: bool = True,
+    ):
+        name = type(self).__name__
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ConfigError(f"{name}: `num_classes` must be a positive integer, got {num_classes!r}")
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int) or ignore_index < 0:
+            raise ConfigError(f"{name}: `ignore_index` must be an integer >= 0, got {ignore_index!r}")
+        if 0 <= ignore_index < num_classes:
+            raise ConfigError(
+                f"{name}: `ignore_index` ({ignore_index}) must not be a class id in [0, {num_classes})"
+            )
+        if mode not in ("train", "val"):
+            raise ConfigError(f"{name}: `mode` must be 'train' or 'val', got {mode!r}")
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.mode: Mode = mode
+        self.verify_files = bool(verify_files)
+        if class_names is None:
+            class_names = [f"class_{i}" for i in range(num_classes)]
+        if len(class_names) != num_classes:
+            raise ConfigError(f"{name}: `class_names` has {len(class_names)} names for {num_classes} classes")
+        self.class_names = [str(c) for c in class_names]
+        if palette is None:
+            palette = default_palette(max(num_classes, 1))
+        pal = np.asarray(palette)
+        if pal.ndim != 2 or pal.shape != (num_classes, 3) or pal.min() < 0 or pal.max() > 255:
+            raise ConfigError(f"{name}: `palette` must be {num_classes} [r, g, b] triples in 0..255")
+        self.palette = pal.astype(np.uint8)
+        if isinstance(transforms, Compose):
+            self.transforms = transforms
+        else:
+            self.transforms = build_transforms(list(transforms) if transforms is not None else [])
+        self.samples: list[tuple[str, str | None]] = []
+
+    # ------------------------------------------------------------------ hooks
+    def invalid_values(self, values: np.ndarray) -> np.ndarray:
+        """Return the raw label values (from a label file) that are not allowed."""
+        v = np.asarray(values)
+        bad = ((v < 0) | (v >= self.num_classes)) & (v != self.ignore_index)
+        return v[bad]
+
+    def remap_label(self, raw: np.ndarray) -> np.ndarray:
+        """Map a raw (validated) label to internal ids with ignore = 255."""
+        lab = raw.astype(np.int64)
+        if self.ignore_index != IGNORE_INDEX:
+            lab[raw == self.ignore_index] = IGNORE_INDEX
+        return lab
+
+    def _finish_init(self, what: str) -> None:
+        if not self.samples:
+            raise DataError(f"{what}: no samples found")
+        if self.mode == "train":
+            for img, lab in self.samples:
+                if lab is None:
+                    raise DataError(f"{what}: image '{img}' has no label (required in train mode)")
+
+    # ------------------------------------------------------------------ access
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load_label(self, path: str) -> np.ndarray:
+        """Read, validate and remap one label file (int64, ignore = 255)."""
+        raw = read_label(path)
+        if raw.size and (raw.min() < 0 or raw.max() >= self.num_classes):
+            bad = self.invalid_values(np.unique(raw))
+            if bad.size:
+                shown = ", ".join(str(int(b)) for b in bad[:10]) + (" ..." if bad.size > 10 else "")
+                raise DataError(
+                    f"label '{path}' has values outside [0, {self.num_classes}) that are not "
+                    f"ignore_index {self.ignore_index}: {shown} (run `ppseg check-data`)"
+                )
+        return self.remap_label(raw)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
+        if isinstance(item, (tuple, list)):
+            index, seed = int(item[0]), int(item[1])
+        else:
+            index = seed = int(item)
+        img_path, label_path = self.samples[index]
+        img = read_image(img_path).astype(np.float32)
+        label = self.load_label(label_path) if label_path is not None else None
+        if label is not None and label.shape != img.shape[:2]:
+            raise DataError(
+                f"image '{img_path}' is {img.shape[0]}x{img.shape[1]} but label "
+                f"'{label_path}' is {label.shape[0]}x{label.shape[1]} (HxW)"
+            )
+        train = self.mode == "train"
+        sample = {"img": img, "label": label if train else None, "trans_info": []}
+        sample = self.transforms(sample, np.random.default_rng(seed))
+        out_img = np.ascontiguousarray(sample["img"].transpose(2, 0, 1), dtype=np.float32)
+        if train:
+            out_label = np.ascontiguousarray(sample["label"], dtype=np.int64)
+            if out_label.shape != out_img.shape[1:]:
+                raise DataError(f"transforms gave image {out_img.shape[1:]} but label {out_label.shape}")
+        else:
+            out_label = label
+        return {
+            "img": out_img,
+            "label": out_label,
+            "trans_info": sample["trans_info"],
+            "img_path": img_path,
+            "label_path": label_path,
+            "index": index,
+        }
+
+
+def collate(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Stack ``img`` (B,3,H,W float32) and ``label`` (B,H,W int64) into tensors.
+
+    Labels of different sizes (val) come back as a list of tensors; missing
+    labels as a list of ``None``. Other keys become lists.
+    """
+    shapes = {b["img"].shape for b in batch}
+    if len(shapes) > 1:
+        raise DataError(
+            f"cannot batch images of different sizes {sorted(shapes)}: "
+            "use batch_size 1 or a fixed-size Resize/crop"
+        )
+    out: dict[str, Any] = {"img": torch.from_numpy(np.stack([b["img"] for b in batch]))}
+    labels = [b["label"] for b in batch]
+    if all(lab is not None for lab in labels) and len({lab.shape for lab in labels}) == 1:
+        out["label"] = torch.from_numpy(np.stack(labels).astype(np.int64, copy=False))
+    else:
+        out["label"] = [None if lab is None else torch.from_numpy(lab) for lab in labels]
+    for key in batch[0]:
+        if key not in ("img", "label"):
+            out[key] = [b[key] for b in batch]
+    return out
+
+
+# --------------------------------------------------------------------------- file lists
+class FileListDataset(SegDataset):
+    """PaddleSeg file-list dataset: ``image label`` per line, relative to ``dataset_root``.
+
+    ``file_list`` is used as given if it exists, else looked up under
+    ``dataset_root``. Lines with only an image are allowed in val mode (test
+    lists). Missing files raise :class:`DataError` naming the list and line.
+    """
+
+    def __init__(self, *, dataset_root: str, file_list: str, separator: str = " ", **common: Any):
+        super().__init__(**common)
+        self.dataset_root = str(dataset_root)
+        if not os.path.isdir(self.dataset_root):
+            raise DataError(f"dataset_root '{self.dataset_root}' is not a directory")
+        list_path = str(file_list)
+        for candidate in (
+            list_path,
+            os.path.join(self.dataset_root, list_path),
+            os.path.join(self.dataset_root, os.path.basename(list_path)),
+        ):
+            if os.path.isfile(candidate):
+                list_path = candidate
+                break
+        else:
+            raise DataError(f"file list '{file_list}' not found (also looked in '{self.dataset_root}')")
+        self.file_list = list_path
+        self.separator = separator
+        with open(list_path, encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                self._parse_line(line, lineno)
+        self._finish_init(f"file list '{list_path}'")
+
+    def _parse_line(self, line: str, lineno: int) -> None:
+        line = line.strip()
+        if not line:
+            return
+        parts = line.split() if self.separator == " " else [p.strip() for p in line.split(self.separator)]
+        where = f"{self.file_list}:{lineno}"
+        if len(parts) not in (1, 2):
+            raise DataError(
+                f"{where}: expected 'image{self.separator}label', got {len(parts)} fields "
+                "(paths with spaces need another `separator`)"
+            )
+        paths = [os.path.join(self.dataset_root, p) for p in parts]
+        if self.verify_files:
+            for kind, p in zip(("image", "label"), paths):
+                if not os.path.isfile(p):
+                    raise DataError(f"{where}: {kind} '{p}' does not exist")
+        self.samples.append((paths[0], paths[1] if len(paths) == 2 else None))
+
+
+class PaddleDataset(FileListDataset):
+    """PaddleSeg's ``type: Dataset`` (keys ``train_path`` / ``val_path``; picked by mode)."""
+
+    def __init__(
+        self,
+        *,
+        dataset_root: str,
+        train_path: str | None = None,
+        val_path: str | None = None,
+        test_path: str | None = None,
+        img_channels: int = 3,
+        edge: bool = False,
+        separator: str = " ",
+        **common: Any,
+    ):
+        if img_channels != 3:
+            raise ConfigError(f"Dataset: `img_channels` must be 3, got {img_channels!r}")
+        if edge:
+            raise ConfigError("Dataset: `edge: True` (edge labels) is not supported")
+        mode = common.get("mode", "train")
+        path = train_path if mode == "train" else (val_path or test_path)
+        if path is None:
+            key = "train_path" if mode == "train" else "val_path"
+            raise ConfigError(f"Dataset: `{key}` is required in {mode} mode")
+        super().__init__(dataset_root=dataset_root, file_list=path, separator=separator, **common)
+
+
+# --------------------------------------------------------------------------- folders
+def _list_images(root: Path, suffixes: Sequence[str]) -> list[Path]:
+    sfx = {s.lower() for s in suffixes}
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in sfx)
+
+
+class FolderDataset(SegDataset):
+    """Images in ``img_dir`` and labels in ``label_dir`` with matching relative stems.
+
+    ``img_dir/a/b.jpg`` pairs with ``label_dir/a/b<label_suffix>``. ``label_dir``
+    may be ``None`` in val mode (prediction).
+    """
+
+    def __init__(
+        self,
+        *,
+        img_dir: str,
+        label_dir: str | None = None,
+        img_suffixes: Sequence[str] = IMG_SUFFIXES,
+        label_suffix: str = ".png",
+        **common: Any,
+    ):
+        super().__init__(**common)
+        self.img_dir, self.label_dir = str(img_dir), (str(label_dir) if label_dir is not None else None)
+        if not os.path.isdir(self.img_dir):
+            raise DataError(f"image folder '{self.img_dir}' does not exist")
+        if self.label_dir is not None and not os.path.isdir(self.label_dir):
+            raise DataError(f"label folder '{self.label_dir}' does not exist")
+        images = _list_images(Path(self.img_dir), img_suffixes)
+        if not images:
+            raise DataError(f"image folder '{self.img_dir}' has no {'/'.join(img_suffixes)} files")
+        for img in images:
+            rel = img.relative_to(self.img_dir).with_suffix("")
+            lab = None
+            if self.label_dir is not None:
+                lab = os.path.join(self.label_dir, str(rel) + label_suffix)
+                if self.verify_files and not os.path.isfile(lab):
+                    raise DataError(f"image '{img}' has no label: expected '{lab}' (stem '{rel}')")
+            self.samples.append((str(img), lab))
+        self._finish_init(f"image folder '{self.img_dir}'")
+
+
+class CityscapesDataset(SegDataset):
+    """Cityscapes: ``leftImg8bit/<split>/<city>/*_leftImg8bit.png`` with
+    ``gtFine/<split>/<city>/*_gtFine_labelTrainIds.png`` (19 classes, ignore 255).
+    ``split`` defaults to ``mode``.
+    """
+
+    def __init__(self, *, dataset_root: str, split: str | None = None, **common: Any):
+        common.setdefault("num_classes", 19)
+        if common["num_classes"] == 19:
+            common.setdefault("class_names", CITYSCAPES_CLASSES)
+            common.setdefault("palette", CITYSCAPES_PALETTE)
+        super().__init__(**common)
+        self.dataset_root, self.split = str(dataset_root), split or self.mode
+        img_root = Path(self.dataset_root, "leftImg8bit", self.split)
+        if not img_root.is_dir():
+            raise DataError(f"Cityscapes: folder '{img_root}' does not exist")
+        for img in sorted(img_root.glob("*/*_leftImg8bit.png")):
+            stem = img.name[: -len("_leftImg8bit.png")]
+            lab = Path(self.dataset_root, "gtFine", self.split, img.parent.name, f"{stem}_gtFine_labelTrainIds.png")
+            if self.verify_files and not lab.is_file():
+                raise DataError(f"Cityscapes: image '{img}' has no label '{lab}' (run createTrainIdLabelImgs)")
+            self.samples.append((str(img), str(lab)))
+        self._finish_init(f"Cityscapes '{img_root}'")
+
+
+class ADE20KDataset(SegDataset):
+    """ADE20K (ADEChallengeData2016): ``images/{training,validation}/*.jpg`` and
+    ``annotations/...png``. Labels are shifted by −1 (0 → 255 ignore); 150 classes.
+    ``split`` is ``training``/``validation`` (or ``train``/``val``), default from ``mode``.
+    """
+
+    def __init__(self, *, dataset_root: str, split: str | None = None, **common: Any):
+        common.setdefault("num_classes", 150)
+        common.setdefault("ignore_index", IGNORE_INDEX)
+        super().__init__(**common)
+        root = Path(dataset_root)
+        if (root / "ADEChallengeData2016").is_dir():
+            root = root / "ADEChallengeData2016"
+        self.dataset_root = str(root)
+        split = split or self.mode
+        self.split = {"train": "training", "val": "validation"}.get(split, split)
+        img_root = root / "images" / self.split
+        if not img_root.is_dir():
+            raise DataError(f"ADE20K: folder '{img_root}' does not exist")
+        for img in sorted(img_root.glob("*.jpg")):
+            lab = root / "annotations" / self.split / (img.stem + ".png")
+            if self.verify_files and not lab.is_file():
+                raise DataError(f"ADE20K: image '{img}' has no label '{lab}'")
+            self.samples.append((str(img), str(lab)))
+        self._finish_init(f"ADE20K '{img_root}'")
+
+    def invalid_values(self, values: np.ndarray) -> np.ndarray:
+        """Raw ADE values must be in 0..num_classes (0 = unlabelled)."""
+        v = np.asarray(values)
+        return v[(v < 0) | (v > self.num_classes)]
+
+    def remap_label(self, raw: np.ndarray) -> np.ndarray:
+        """``label - 1`` with 0 (unlabelled) → 255."""
+        lab = raw.astype(np.int64) - 1
+        lab[raw == 0] = IGNORE_INDEX
+        return lab
+
+
+DATASETS: dict[str, type[SegDataset]] = {
+    "FileListDataset": FileListDataset,
+    "Dataset": PaddleDataset,
+    "FolderDataset": FolderDataset,
+    "Cityscapes": CityscapesDataset,
+    "ADE20K": ADE20KDataset,
+}

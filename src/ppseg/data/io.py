@@ -1,0 +1,145 @@
+"""Reading and writing images and label maps.
+
+Images are always returned as uint8 ``H x W x 3`` **RGB** arrays (OpenCV decodes
+BGR; we convert), label maps as 2-D integer arrays read with PIL so that
+palette PNGs give their class indices rather than colours. Every failure is
+raised as :class:`ppseg.errors.DataError` with a message naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ppseg.errors import DataError
+
+__all__ = ["read_image", "read_label", "read_label_raw", "write_png_atomic"]
+
+PathLike = str | os.PathLike
+
+
+def _read_bytes(path: PathLike, what: str) -> np.ndarray:
+    """Read a whole file as a uint8 buffer (works for non-ASCII paths)."""
+    p = os.fspath(path)
+    if not os.path.isfile(p):
+        raise DataError(f"cannot read {what} '{p}': no such file")
+    try:
+        data = np.fromfile(p, dtype=np.uint8)
+    except OSError as exc:
+        raise DataError(f"cannot read {what} '{p}': {exc.strerror or exc}") from exc
+    if data.size == 0:
+        raise DataError(f"cannot read {what} '{p}': the file is empty")
+    return data
+
+
+def read_image(path: PathLike) -> np.ndarray:
+    """Read an image file as a uint8 ``H x W x 3`` RGB array.
+
+    Grayscale images are expanded to three channels, an alpha channel is
+    dropped, 16-bit images are reduced to 8 bits and the EXIF orientation is
+    applied (OpenCV ``IMREAD_COLOR`` semantics, as in PaddleSeg).
+    """
+    data = _read_bytes(path, "image")
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if img is None:
+        raise DataError(f"cannot read image '{os.fspath(path)}': not a decodable image file")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def read_label_raw(path: PathLike) -> tuple[np.ndarray, str]:
+    """Read a label file with PIL and return ``(array, pil_mode)`` unchanged.
+
+    Palette (``P``) images give their indices; ``RGB``/``RGBA`` images give an
+    ``H x W x C`` array. Used by :func:`read_label` and by check-data.
+    """
+    p = os.fspath(path)
+    _read_bytes(p, "label")  # existence / emptiness check with a clear message
+    try:
+        with Image.open(p) as im:
+            im.load()
+            mode = im.mode
+            if mode == "1":
+                arr = np.asarray(im.convert("L"), dtype=np.uint8) // 255
+            elif mode in ("I;16", "I;16B", "I;16L"):
+                arr = np.asarray(im).astype(np.int32)
+            else:
+                arr = np.asarray(im)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"cannot read label '{p}': not a decodable image file ({exc})") from exc
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise DataError(f"cannot read label '{p}': it holds non-integer values")
+        arr = arr.astype(np.int32)
+    return arr, mode
+
+
+def read_label(path: PathLike, *, allow_rgb: bool = False) -> np.ndarray:
+    """Read a label map as a 2-D integer array of class indices.
+
+    A colour label whose channels are all equal is reduced to one channel. A
+    real colour label (channels differ) raises :class:`DataError` suggesting a
+    conversion to indices, unless ``allow_rgb`` is true, in which case the raw
+    ``H x W x 3`` array is returned (for check-data).
+    """
+    arr, mode = read_label_raw(path)
+    if arr.ndim == 2:
+        return arr
+    if arr.ndim != 3:
+        raise DataError(f"cannot read label '{os.fspath(path)}': unexpected shape {arr.shape}")
+    colour = arr[..., :3]
+    if colour.shape[2] == 1 or (
+        np.array_equal(colour[..., 0], colour[..., 1 % colour.shape[2]])
+        and np.array_equal(colour[..., 0], colour[..., 2 % colour.shape[2]])
+    ):
+        return np.ascontiguousarray(colour[..., 0])
+    if allow_rgb:
+        return colour
+    raise DataError(
+        f"label '{os.fspath(path)}' is a colour ({mode}) image, not a map of class indices: "
+        "convert each colour to its class id and save single-channel (or palette) PNGs "
+        "(run `ppseg check-data` to list the colours)"
+    )
+
+
+def write_png_atomic(
+    path: PathLike, array: np.ndarray, *, palette: np.ndarray | None = None
+) -> None:
+    """Write ``array`` as a PNG atomically (temp file in the same folder + ``os.replace``).
+
+    2-D arrays are written as 8-bit grayscale when values fit in 0..255 (or as
+    a palette PNG when ``palette`` — an ``N x 3`` uint8 array — is given), else
+    as 16-bit; ``H x W x 3`` uint8 arrays are written as RGB.
+    """
+    p = Path(path)
+    arr = np.asarray(array)
+    if arr.ndim == 2:
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise DataError(f"cannot write '{p}': values outside 0..65535")
+        if arr.size == 0 or arr.max() <= 255:
+            im = Image.fromarray(np.ascontiguousarray(arr, dtype=np.uint8))
+            if palette is not None:
+                pal = np.zeros((256, 3), np.uint8)
+                pal_in = np.asarray(palette, np.uint8).reshape(-1, 3)[:256]
+                pal[: len(pal_in)] = pal_in
+                im.putpalette(pal.ravel().tolist())  # turns the L image into P
+        else:
+            im = Image.fromarray(arr.astype(np.uint16))
+    elif arr.ndim == 3 and arr.shape[2] in (3, 4):
+        im = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+    else:
+        raise DataError(f"cannot write '{p}': unsupported array shape {arr.shape}")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            im.save(fh, format="PNG")
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

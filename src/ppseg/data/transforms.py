@@ -1,0 +1,639 @@
+"""Data transforms with PaddleSeg semantics (spec section 8.1).
+
+Every transform is a callable ``t(sample, rng) -> sample`` where ``sample`` is a
+dict with
+
+* ``"img"``: float32 ``H x W x 3`` RGB in 0..255 (not normalised; the model
+  wrapper normalises),
+* ``"label"``: 2-D integer array, or ``None`` (val / predict: the image only is
+  transformed),
+* ``"trans_info"``: list of ``("resize", (h, w))`` / ``("padding", (h, w))``
+  entries giving the size *before* each deterministic geometric op, so that
+  predictions can be mapped back to the original image.
+
+All randomness comes from the ``rng`` argument (a ``numpy.random.Generator``),
+never from global state, so a sample seed fully determines the augmentation.
+Labels are always resized / rotated with nearest-neighbour interpolation.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image, ImageEnhance
+
+from ppseg.errors import ConfigError
+
+__all__ = [
+    "Transform",
+    "Compose",
+    "Resize",
+    "ResizeByShort",
+    "ResizeByLong",
+    "ResizeStepScaling",
+    "RandomPaddingCrop",
+    "Padding",
+    "RandomHorizontalFlip",
+    "RandomVerticalFlip",
+    "RandomDistort",
+    "RandomRotation",
+    "RandomBlur",
+    "RandomScaleAspect",
+    "TRANSFORMS",
+    "build_transforms",
+]
+
+Sample = dict[str, Any]
+
+INTERP: dict[str, int] = {
+    "NEAREST": cv2.INTER_NEAREST,
+    "LINEAR": cv2.INTER_LINEAR,
+    "CUBIC": cv2.INTER_CUBIC,
+    "AREA": cv2.INTER_AREA,
+    "LANCZOS4": cv2.INTER_LANCZOS4,
+}
+
+
+# --------------------------------------------------------------------------- helpers
+def _err(owner: str, arg: str, allowed: str, value: object) -> ConfigError:
+    return ConfigError(f"{owner}: `{arg}` must be {allowed}, got {value!r}")
+
+
+def _check_prob(owner: str, arg: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
+        raise _err(owner, arg, "a number in [0, 1]", value)
+    return float(value)
+
+
+def _check_number(owner: str, arg: str, value: float, lo: float, hi: float = math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not lo <= value <= hi:
+        rng = f"[{lo}, {hi}]" if hi != math.inf else f">= {lo}"
+        raise _err(owner, arg, f"a number {rng}", value)
+    return float(value)
+
+
+def _check_pos_int(owner: str, arg: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise _err(owner, arg, "a positive integer", value)
+    return int(value)
+
+
+def _check_size(owner: str, arg: str, value: int | Sequence[int]) -> tuple[int, int]:
+    """Accept ``n`` or ``(w, h)`` with positive ints; return ``(w, h)``."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (value, value)
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 2
+        or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0 for v in value)
+    ):
+        raise _err(owner, arg, "a positive integer or a [width, height] pair of them", value)
+    return int(value[0]), int(value[1])
+
+
+def _check_interp(owner: str, value: str) -> str:
+    if value not in INTERP and value != "RANDOM":
+        raise _err(owner, "interp", f"one of {sorted(INTERP) + ['RANDOM']}", value)
+    return value
+
+
+def _cv_label(label: np.ndarray) -> np.ndarray:
+    """Give OpenCV a dtype it handles exactly (int64 -> int32)."""
+    if label.dtype in (np.uint8, np.uint16, np.int16, np.int32):
+        return label
+    return label.astype(np.int32)
+
+
+def _resize_pair(sample: Sample, size_wh: tuple[int, int], interp: int) -> None:
+    """Resize the image with ``interp`` and the label (if any) with nearest, in place."""
+    w, h = size_wh
+    sample["img"] = cv2.resize(sample["img"], (w, h), interpolation=interp)
+    if sample.get("label") is not None:
+        dtype = sample["label"].dtype
+        lab = cv2.resize(_cv_label(sample["label"]), (w, h), interpolation=cv2.INTER_NEAREST)
+        sample["label"] = lab.astype(dtype, copy=False)
+
+
+def _pick_interp(name: str, rng: np.random.Generator) -> int:
+    if name == "RANDOM":
+        keys = sorted(INTERP)
+        return INTERP[keys[int(rng.integers(0, len(keys)))]]
+    return INTERP[name]
+
+
+def _pad_pair(sample: Sample, pad_h: int, pad_w: int, im_value: float, label_value: int) -> None:
+    """Pad bottom/right of image and label (if any) with constants, in place."""
+    if pad_h <= 0 and pad_w <= 0:
+        return
+    pad_h, pad_w = max(pad_h, 0), max(pad_w, 0)
+    sample["img"] = np.pad(
+        sample["img"], ((0, pad_h), (0, pad_w), (0, 0)), constant_values=im_value
+    )
+    if sample.get("label") is not None:
+        sample["label"] = np.pad(sample["label"], ((0, pad_h), (0, pad_w)), constant_values=label_value)
+
+
+class Transform:
+    """Base class: ``__call__(sample, rng) -> sample``."""
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:  # pragma: no cover
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
+
+
+class Compose(Transform):
+    """Apply ``transforms`` in order. The image is made float32 first."""
+
+    def __init__(self, transforms: Sequence[Callable[[Sample, np.random.Generator], Sample]] = ()):
+        if not isinstance(transforms, (list, tuple)):
+            raise _err("Compose", "transforms", "a list of transforms", transforms)
+        for t in transforms:
+            if not callable(t):
+                raise _err("Compose", "transforms", "a list of callables", t)
+        self.transforms = list(transforms)
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        sample["img"] = np.asarray(sample["img"], dtype=np.float32)
+        sample.setdefault("label", None)
+        sample.setdefault("trans_info", [])
+        for t in self.transforms:
+            sample = t(sample, rng)
+        return sample
+
+
+# --------------------------------------------------------------------------- resizing
+class Resize(Transform):
+    """Resize to ``target_size`` = (w, h); records ``("resize", (h, w))``.
+
+    ``keep_ratio``: scale = min(max(target)/max(img), min(target)/min(img)),
+    new side = round(side * scale). ``size_divisor``: each side rounded UP to a
+    multiple (by resizing, not padding). ``interp`` in NEAREST, LINEAR, CUBIC,
+    AREA, LANCZOS4, RANDOM.
+    """
+
+    def __init__(
+        self,
+        *,
+        target_size: int | Sequence[int] = (512, 512),
+        keep_ratio: bool = False,
+        size_divisor: int | None = None,
+        interp: str = "LINEAR",
+    ):
+        self.target_size = _check_size("Resize", "target_size", target_size)
+        self.keep_ratio = bool(keep_ratio)
+        if size_divisor is not None:
+            _check_pos_int("Resize", "size_divisor", size_divisor)
+        self.size_divisor = size_divisor
+        self.interp = _check_interp("Resize", interp)
+
+    def output_size(self, h: int, w: int) -> tuple[int, int]:
+        """Return the ``(w, h)`` this transform produces for an ``h x w`` image."""
+        tw, th = self.target_size
+        if self.keep_ratio:
+            scale = min(max(tw, th) / max(w, h), min(tw, th) / min(w, h))
+            tw, th = round(w * scale), round(h * scale)
+        if self.size_divisor:
+            d = self.size_divisor
+            tw, th = math.ceil(tw / d) * d, math.ceil(th / d) * d
+        return max(int(tw), 1), max(int(th), 1)
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        h, w = sample["img"].shape[:2]
+        sample.setdefault("trans_info", []).append(("resize", (h, w)))
+        _resize_pair(sample, self.output_size(h, w), _pick_interp(self.interp, rng))
+        return sample
+
+
+class ResizeByShort(Transform):
+    """Scale so the short side equals ``short_size`` (sides rounded).
+
+    ``max_size`` (optional) caps the long side, shrinking further if needed.
+    Records ``("resize", (h, w))``.
+    """
+
+    def __init__(self, *, short_size: int = 512, max_size: int | None = None, interp: str = "LINEAR"):
+        self.short_size = _check_pos_int("ResizeByShort", "short_size", short_size)
+        if max_size is not None:
+            _check_pos_int("ResizeByShort", "max_size", max_size)
+        self.max_size = max_size
+        self.interp = _check_interp("ResizeByShort", interp)
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        h, w = sample["img"].shape[:2]
+        sample.setdefault("trans_info", []).append(("resize", (h, w)))
+        scale = self.short_size / min(h, w)
+        if self.max_size is not None and max(h, w) * scale > self.max_size:
+            scale = self.max_size / max(h, w)
+        size = (max(int(round(w * scale)), 1), max(int(round(h * scale)), 1))
+        _resize_pair(sample, size, _pick_interp(self.interp, rng))
+        return sample
+
+
+class ResizeByLong(Transform):
+    """Scale so the long side equals ``long_size`` (sides rounded). Records ``("resize", (h, w))``."""
+
+    def __init__(self, *, long_size: int = 512, interp: str = "LINEAR"):
+        self.long_size = _check_pos_int("ResizeByLong", "long_size", long_size)
+        self.interp = _check_interp("ResizeByLong", interp)
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        h, w = sample["img"].shape[:2]
+        sample.setdefault("trans_info", []).append(("resize", (h, w)))
+        scale = self.long_size / max(h, w)
+        size = (max(int(round(w * scale)), 1), max(int(round(h * scale)), 1))
+        _resize_pair(sample, size, _pick_interp(self.interp, rng))
+        return sample
+
+
+class ResizeStepScaling(Transform):
+    """Random rescale by a factor from ``linspace(min, max, int((max-min)/step + 1))``.
+
+    ``scale_step_size == 0`` draws the factor uniformly in ``[min, max]``;
+    ``min == max`` always uses ``min``. New size = round(factor * side); image
+    bilinear, label nearest. Training-only (no trans_info entry).
+    """
+
+    def __init__(
+        self,
+        *,
+        min_scale_factor: float = 0.75,
+        max_scale_factor: float = 1.25,
+        scale_step_size: float = 0.25,
+    ):
+        name = "ResizeStepScaling"
+        self.min_scale_factor = _check_number(name, "min_scale_factor", min_scale_factor, 1e-6)
+        self.max_scale_factor = _check_number(name, "max_scale_factor", max_scale_factor, 1e-6)
+        if self.min_scale_factor > self.max_scale_factor:
+            raise _err(name, "max_scale_factor", f">= min_scale_factor ({min_scale_factor})", max_scale_factor)
+        self.scale_step_size = _check_number(name, "scale_step_size", scale_step_size, 0.0)
+
+    def factors(self) -> list[float] | None:
+        """The discrete factor set, or ``None`` when the factor is continuous/fixed."""
+        lo, hi, step = self.min_scale_factor, self.max_scale_factor, self.scale_step_size
+        if lo == hi or step == 0:
+            return None
+        return np.linspace(lo, hi, int((hi - lo) / step + 1)).tolist()
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        lo, hi = self.min_scale_factor, self.max_scale_factor
+        factors = self.factors()
+        if lo == hi:
+            factor = lo
+        elif factors is None:
+            factor = float(rng.uniform(lo, hi))
+        else:
+            factor = factors[int(rng.integers(0, len(factors)))]
+        h, w = sample["img"].shape[:2]
+        size = (max(int(round(factor * w)), 1), max(int(round(factor * h)), 1))
+        _resize_pair(sample, size, cv2.INTER_LINEAR)
+        return sample
+
+
+# --------------------------------------------------------------------------- crop / pad
+class RandomPaddingCrop(Transform):
+    """Pad bottom/right up to ``crop_size`` = (w, h), then crop at a random offset.
+
+    Image padding ``im_padding_value``, label padding ``label_padding_value``.
+    With ``category_max_ratio < 1`` the offset is redrawn (up to ``loop_times``)
+    until no single class (``ignore_index`` excluded) covers more than that
+    ratio of the crop; the default 1.0 never redraws.
+    """
+
+    def __init__(
+        self,
+        *,
+        crop_size: int | Sequence[int] = (512, 512),
+        im_padding_value: float = 127.5,
+        label_padding_value: int = 255,
+        category_max_ratio: float = 1.0,
+        ignore_index: int = 255,
+        loop_times: int = 10,
+    ):
+        name = "RandomPaddingCrop"
+        self.crop_size = _check_size(name, "crop_size", crop_size)
+        self.im_padding_value = _check_number(name, "im_padding_value", im_padding_value, 0, 255)
+        self.label_padding_value = int(_check_number(name, "label_padding_value", label_padding_value, 0))
+        self.category_max_ratio = _check_number(name, "category_max_ratio", category_max_ratio, 1e-6, 1.0)
+        self.ignore_index = int(ignore_index)
+        self.loop_times = _check_pos_int(name, "loop_times", loop_times)
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        cw, ch = self.crop_size
+        h, w = sample["img"].shape[:2]
+        if (h, w) == (ch, cw):
+            return sample
+        _pad_pair(sample, ch - h, cw - w, self.im_padding_value, self.label_padding_value)
+        h, w = sample["img"].shape[:2]
+        label = sample.get("label")
+        tries = self.loop_times if (self.category_max_ratio < 1.0 and label is not None) else 1
+        for _ in range(tries):
+            y0 = int(rng.integers(0, h - ch + 1))
+            x0 = int(rng.integers(0, w - cw + 1))
+            if tries == 1:
+                break
+            crop = label[y0 : y0 + ch, x0 : x0 + cw]
+            _, counts = np.unique(crop[crop != self.ignore_index], return_counts=True)
+            if len(counts) > 1 and counts.max() / counts.sum() < self.category_max_ratio:
+                break
+        sample["img"] = np.ascontiguousarray(sample["img"][y0 : y0 + ch, x0 : x0 + cw])
+        if label is not None:
+            sample["label"] = np.ascontiguousarray(sample["label"][y0 : y0 + ch, x0 : x0 + cw])
+        return sample
+
+
+class Padding(Transform):
+    """Pad bottom/right to ``target_size`` = (w, h) (val); records ``("padding", (h, w))``.
+
+    An image larger than the target raises :class:`ConfigError`.
+    """
+
+    def __init__(
+        self,
+        *,
+        target_size: int | Sequence[int] = (512, 512),
+        im_padding_value: float = 127.5,
+        label_padding_value: int = 255,
+    ):
+        self.target_size = _check_size("Padding", "target_size", target_size)
+        self.im_padding_value = _check_number("Padding", "im_padding_value", im_padding_value, 0, 255)
+        self.label_padding_value = int(_check_number("Padding", "label_padding_value", label_padding_value, 0))
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        tw, th = self.target_size
+        h, w = sample["img"].shape[:2]
+        if h > th or w > tw:
+            raise ConfigError(
+                f"Padding: image of size (w={w}, h={h}) is larger than `target_size` {list(self.target_size)}"
+            )
+        sample.setdefault("trans_info", []).append(("padding", (h, w)))
+        _pad_pair(sample, th - h, tw - w, self.im_padding_value, self.label_padding_value)
+        return sample
+
+
+# --------------------------------------------------------------------------- flips
+class RandomHorizontalFlip(Transform):
+    """Flip image and label left-right with probability ``prob``."""
+
+    def __init__(self, *, prob: float = 0.5):
+        self.prob = _check_prob("RandomHorizontalFlip", "prob", prob)
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        if rng.random() < self.prob:
+            sample["img"] = np.ascontiguousarray(sample["img"][:, ::-1])
+            if sample.get("label") is not None:
+                sample["label"] = np.ascontiguousarray(sample["label"][:, ::-1])
+        return sample
+
+
+class RandomVerticalFlip(Transform):
+    """Flip image and label top-bottom with probability ``prob``."""
+
+    def __init__(self, *, prob: float = 0.1):
+        self.prob = _check_prob("RandomVerticalFlip", "prob", prob)
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        if rng.random() < self.prob:
+            sample["img"] = np.ascontiguousarray(sample["img"][::-1])
+            if sample.get("label") is not None:
+                sample["label"] = np.ascontiguousarray(sample["label"][::-1])
+        return sample
+
+
+# --------------------------------------------------------------------------- photometric
+def _hue(im: Image.Image, delta: float) -> Image.Image:
+    """Shift the PIL HSV hue channel (0..255 wraps) by ``delta``."""
+    hsv = np.array(im.convert("HSV"))
+    shifted = np.mod(np.trunc(hsv[..., 0].astype(np.float64) + delta), 256)
+    hsv[..., 0] = shifted.astype(np.uint8)
+    return Image.frombytes("HSV", im.size, hsv.tobytes()).convert("RGB")
+
+
+class RandomDistort(Transform):
+    """PaddleSeg colour jitter through PIL.
+
+    The five ops (brightness, contrast, saturation, sharpness, hue) run in a
+    random order; each is applied with its ``*_prob``. Enhance factors are
+    uniform in ``[1 - range, 1 + range]`` (PIL ``ImageEnhance``); the hue shift
+    is uniform in ``[-hue_range, hue_range]`` on PIL's 0..255 HSV hue channel.
+    The image is truncated to uint8 for PIL and returned as float32.
+    """
+
+    _OPS = ("brightness", "contrast", "saturation", "sharpness", "hue")
+
+    def __init__(
+        self,
+        *,
+        brightness_range: float = 0.5,
+        brightness_prob: float = 0.5,
+        contrast_range: float = 0.5,
+        contrast_prob: float = 0.5,
+        saturation_range: float = 0.5,
+        saturation_prob: float = 0.5,
+        hue_range: float = 18,
+        hue_prob: float = 0.5,
+        sharpness_range: float = 0.5,
+        sharpness_prob: float = 0,
+    ):
+        n = "RandomDistort"
+        self.brightness_range = _check_number(n, "brightness_range", brightness_range, 0, 1)
+        self.contrast_range = _check_number(n, "contrast_range", contrast_range, 0, 1)
+        self.saturation_range = _check_number(n, "saturation_range", saturation_range, 0, 1)
+        self.sharpness_range = _check_number(n, "sharpness_range", sharpness_range, 0, 1)
+        self.hue_range = _check_number(n, "hue_range", hue_range, 0, 255)
+        self.brightness_prob = _check_prob(n, "brightness_prob", brightness_prob)
+        self.contrast_prob = _check_prob(n, "contrast_prob", contrast_prob)
+        self.saturation_prob = _check_prob(n, "saturation_prob", saturation_prob)
+        self.hue_prob = _check_prob(n, "hue_prob", hue_prob)
+        self.sharpness_prob = _check_prob(n, "sharpness_prob", sharpness_prob)
+
+    def _apply(self, op: str, im: Image.Image, rng: np.random.Generator) -> Image.Image:
+        if op == "hue":
+            return _hue(im, float(rng.uniform(-self.hue_range, self.hue_range)))
+        r = getattr(self, f"{op}_range")
+        factor = float(rng.uniform(1.0 - r, 1.0 + r))
+        enhancer = {
+            "brightness": ImageEnhance.Brightness,
+            "contrast": ImageEnhance.Contrast,
+            "saturation": ImageEnhance.Color,
+            "sharpness": ImageEnhance.Sharpness,
+        }[op]
+        return enhancer(im).enhance(factor)
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        order = rng.permutation(len(self._OPS))
+        im = Image.fromarray(np.clip(sample["img"], 0, 255).astype(np.uint8))
+        for i in order:
+            op = self._OPS[int(i)]
+            if rng.uniform(0.0, 1.0) < getattr(self, f"{op}_prob"):
+                im = self._apply(op, im, rng)
+        sample["img"] = np.asarray(im, dtype=np.float32).copy()
+        return sample
+
+
+# --------------------------------------------------------------------------- geometric aug
+class RandomRotation(Transform):
+    """Rotate by an angle uniform in ``[-max_rotation, max_rotation]`` degrees.
+
+    The canvas is enlarged to hold the whole rotated image (new w = int(h·|sin| +
+    w·|cos|), new h = int(h·|cos| + w·|sin|), centre (w//2, h//2)); new pixels
+    are ``im_padding_value`` / ``label_padding_value``. Image bilinear, label nearest.
+    """
+
+    def __init__(
+        self, *, max_rotation: float = 15, im_padding_value: float = 127.5, label_padding_value: int = 255
+    ):
+        n = "RandomRotation"
+        self.max_rotation = _check_number(n, "max_rotation", max_rotation, 0, 180)
+        self.im_padding_value = _check_number(n, "im_padding_value", im_padding_value, 0, 255)
+        self.label_padding_value = int(_check_number(n, "label_padding_value", label_padding_value, 0))
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        if self.max_rotation <= 0:
+            return sample
+        angle = float(rng.uniform(-self.max_rotation, self.max_rotation))
+        h, w = sample["img"].shape[:2]
+        cx, cy = w // 2, h // 2
+        m = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)
+        cos, sin = abs(m[0, 0]), abs(m[0, 1])
+        nw, nh = int(h * sin + w * cos), int(h * cos + w * sin)
+        m[0, 2] += nw / 2 - cx
+        m[1, 2] += nh / 2 - cy
+        sample["img"] = cv2.warpAffine(
+            sample["img"], m, (nw, nh), flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT, borderValue=(self.im_padding_value,) * 3,
+        )  # fmt: skip
+        if sample.get("label") is not None:
+            dtype = sample["label"].dtype
+            lab = cv2.warpAffine(
+                _cv_label(sample["label"]), m, (nw, nh), flags=cv2.INTER_NEAREST,
+                borderMode=cv2.BORDER_CONSTANT, borderValue=self.label_padding_value,
+            )  # fmt: skip
+            sample["label"] = lab.astype(dtype, copy=False)
+        return sample
+
+
+class RandomBlur(Transform):
+    """Blur the image (PaddleSeg rule): applied when ``rng.integers(0, int(1/prob)) == 0``.
+
+    The kernel size is drawn in 3..9 and made odd (3, 5, 7, 9); Gaussian sigma
+    is derived from the kernel size (OpenCV sigma 0). ``blur_type`` in
+    gaussian, median, blur, random (one of the three at random). ``prob == 0``
+    never blurs; ``prob == 1`` always blurs (the reference never blurs at
+    exactly 1, which is a bug we do not copy).
+    """
+
+    BLUR_TYPES = ("gaussian", "median", "blur", "random")
+
+    def __init__(self, *, prob: float = 0.1, blur_type: str = "gaussian"):
+        self.prob = _check_prob("RandomBlur", "prob", prob)
+        if blur_type not in self.BLUR_TYPES:
+            raise _err("RandomBlur", "blur_type", f"one of {list(self.BLUR_TYPES)}", blur_type)
+        self.blur_type = blur_type
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        if self.prob <= 0:
+            return sample
+        n = 1 if self.prob >= 1 else int(1.0 / self.prob)
+        if int(rng.integers(0, n)) != 0:
+            return sample
+        k = int(rng.integers(3, 10))
+        k = min(k + 1 if k % 2 == 0 else k, 9)
+        kind = self.blur_type
+        if kind == "random":
+            kind = ("blur", "gaussian", "median")[int(rng.integers(0, 3))]
+        img = np.clip(sample["img"], 0, 255).astype(np.uint8)
+        if kind == "gaussian":
+            img = cv2.GaussianBlur(img, (k, k), 0, 0)
+        elif kind == "median":
+            img = cv2.medianBlur(img, k)
+        else:
+            img = cv2.blur(img, (k, k))
+        sample["img"] = img.astype(np.float32)
+        return sample
+
+
+class RandomScaleAspect(Transform):
+    """Crop a random region (area fraction in ``[min_scale, 1]``, aspect in
+    ``[aspect_ratio, 1/aspect_ratio]``) and resize it back to the input size.
+
+    Up to 10 attempts; if none fits, the sample is unchanged. ``min_scale == 0``
+    or ``aspect_ratio == 0`` disables the transform.
+    """
+
+    def __init__(self, *, min_scale: float = 0.5, aspect_ratio: float = 0.33):
+        self.min_scale = _check_number("RandomScaleAspect", "min_scale", min_scale, 0, 1)
+        self.aspect_ratio = _check_number("RandomScaleAspect", "aspect_ratio", aspect_ratio, 0, 1)
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        if self.min_scale == 0 or self.aspect_ratio == 0:
+            return sample
+        h, w = sample["img"].shape[:2]
+        for _ in range(10):
+            area = h * w * float(rng.uniform(self.min_scale, 1.0))
+            ratio = float(rng.uniform(self.aspect_ratio, 1.0 / self.aspect_ratio))
+            dw, dh = int(math.sqrt(area * ratio)), int(math.sqrt(area / ratio))
+            if int(rng.integers(0, 10)) < 5:
+                dw, dh = dh, dw
+            if 0 < dh < h and 0 < dw < w:
+                y0 = int(rng.integers(0, h - dh))
+                x0 = int(rng.integers(0, w - dw))
+                sample["img"] = sample["img"][y0 : y0 + dh, x0 : x0 + dw]
+                if sample.get("label") is not None:
+                    sample["label"] = sample["label"][y0 : y0 + dh, x0 : x0 + dw]
+                _resize_pair(sample, (w, h), cv2.INTER_LINEAR)
+                break
+        return sample
+
+
+TRANSFORMS: dict[str, type[Transform]] = {
+    "Resize": Resize,
+    "ResizeByShort": ResizeByShort,
+    "ResizeByLong": ResizeByLong,
+    "ResizeStepScaling": ResizeStepScaling,
+    "RandomPaddingCrop": RandomPaddingCrop,
+    "Padding": Padding,
+    "RandomHorizontalFlip": RandomHorizontalFlip,
+    "RandomVerticalFlip": RandomVerticalFlip,
+    "RandomDistort": RandomDistort,
+    "RandomRotation": RandomRotation,
+    "RandomBlur": RandomBlur,
+    "RandomScaleAspect": RandomScaleAspect,
+}
+
+
+def build_transforms(specs: Sequence[dict[str, Any] | Transform] | None) -> Compose:
+    """Build a :class:`Compose` from ``[{"type": "Resize", ...}, ...]`` (or transform objects).
+
+    Unknown types and bad arguments raise :class:`ConfigError`. ``Normalize`` is
+    rejected: normalisation belongs to the model (its mean/std), not the data.
+    """
+    out: list[Transform] = []
+    for i, spec in enumerate(specs or []):
+        if callable(spec) and not isinstance(spec, dict):
+            out.append(spec)  # type: ignore[arg-type]
+            continue
+        if not isinstance(spec, dict) or "type" not in spec:
+            raise ConfigError(f"transforms[{i}]: expected a mapping with a `type` key, got {spec!r}")
+        kwargs = dict(spec)
+        name = kwargs.pop("type")
+        if name == "Normalize":
+            raise ConfigError(
+                f"transforms[{i}]: Normalize is not a data transform in ppseg; "
+                "set the mean/std on the model instead and remove it from the transforms"
+            )
+        cls = TRANSFORMS.get(name)
+        if cls is None:
+            raise ConfigError(f"transforms[{i}]: unknown transform {name!r}; known: {', '.join(TRANSFORMS)}")
+        try:
+            out.append(cls(**kwargs))
+        except TypeError as exc:
+            raise ConfigError(f"transforms[{i}] ({name}): {exc}") from exc
+    return Compose(out)

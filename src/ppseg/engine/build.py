@@ -1,0 +1,167 @@
+"""Turn a loaded :class:`~ppseg.config.Config` into objects, validating everything first.
+
+Top-level sections (PaddleSeg names where PaddleSeg users know them)::
+
+    batch_size: 8            # per process
+    iters: 20000
+    seed: 0
+    model:         {type: <registered model name>, <factory kwargs>}
+    segmentor:     {<Segmentor kwargs: mean, std, mode, crop_size, stride, scales, flip, fusion>}
+    train_dataset: {type: FileListDataset | FolderDataset | Cityscapes | ADE20K, <kwargs>, transforms: [...]}
+    val_dataset:   {same}
+    optimizer:     {type: SGD | AdamW | Adam, <kwargs>, param_groups: [...]}
+    lr_scheduler:  {type: PolynomialDecay | CosineAnnealingDecay | ConstantLR, <kwargs>}
+    loss:          {types: [{type: CrossEntropyLoss, ...}, ...], coef: [1.0, ...]}
+    train:         {<TrainOptions kwargs>}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from ..config import Config, build_kwargs, build_typed, check_keys
+from ..data.datasets import DATASETS, SegDataset
+from ..data.transforms import TRANSFORMS, Compose
+from ..errors import ConfigError
+from ..losses import LOSSES
+from ..registry import MODELS, create_model
+from ..segmentor import Segmentor
+from .optim import OPTIMIZERS
+from .options import TrainOptions
+from .schedule import SCHEDULES, LRScheduler
+
+TOP_LEVEL = ("batch_size", "iters", "seed", "model", "segmentor", "train_dataset", "val_dataset",
+             "optimizer", "lr_scheduler", "loss", "train")
+
+
+def check_top_level(cfg: Config) -> None:
+    check_keys(cfg, TOP_LEVEL, cfg, "")
+    for key in ("batch_size", "iters"):
+        if key in cfg and (not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] < 1):
+            raise ConfigError(f"{cfg.where(key)}: expected a positive integer, got {cfg[key]!r}")
+    if "seed" in cfg and (not isinstance(cfg["seed"], int) or isinstance(cfg["seed"], bool)):
+        raise ConfigError(f"{cfg.where('seed')}: expected an integer, got {cfg['seed']!r}")
+
+
+def _section(cfg: Config, key: str, required: bool = True) -> Mapping[str, Any] | None:
+    value = cfg.get(key)
+    if value is None:
+        if required:
+            raise ConfigError(f"{cfg.path}: missing section '{key}'")
+        return None
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{cfg.where(key)}: expected a section (mapping), got {value!r}")
+    return value
+
+
+def build_transforms(cfg: Config, value: Any, key: str) -> Compose:
+    if value is None:
+        value = []
+    if not isinstance(value, list):
+        raise ConfigError(f"{cfg.where(key)}: expected a list of transforms, got {value!r}")
+    return Compose([build_typed(t, TRANSFORMS, cfg, f"{key}[{i}]") for i, t in enumerate(value)])
+
+
+def build_dataset(cfg: Config, key: str, mode: str) -> SegDataset:
+    spec = _section(cfg, key)
+    assert spec is not None
+    if "mode" in spec:
+        raise ConfigError(f"{cfg.where(key + '.mode')}: set by the section ({key} is always mode '{mode}'); remove it")
+    return build_typed(spec, DATASETS, cfg, key, extra={"mode": mode},
+                       builders={"transforms": lambda v, k: build_transforms(cfg, v, k).transforms})
+
+
+def model_spec(cfg: Config, num_classes: int | None = None) -> tuple[str, dict[str, Any]]:
+    """The registered model name and validated kwargs; ``num_classes`` filled from the dataset."""
+    spec = dict(_section(cfg, "model") or {})
+    if "type" not in spec:
+        raise ConfigError(f"{cfg.where('model')}: missing 'type' (a registered model, e.g. {next(iter(MODELS))})")
+    name = spec.pop("type")
+    if name not in MODELS:
+        build_typed({"type": name}, MODELS, cfg, "model")  # raises the did-you-mean error
+    kwargs = build_kwargs(spec, MODELS[name], cfg, "model")
+    if num_classes is not None:
+        given = kwargs.get("num_classes")
+        if given is not None and given != num_classes:
+            raise ConfigError(f"{cfg.where('model.num_classes')}: {given}, but the dataset has num_classes {num_classes}")
+        kwargs["num_classes"] = num_classes
+    return name, kwargs
+
+
+def build_model(cfg: Config, num_classes: int | None = None) -> tuple[str, dict[str, Any], nn.Module]:
+    name, kwargs = model_spec(cfg, num_classes)
+    try:
+        return name, kwargs, create_model(name, **kwargs)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{cfg.where('model')}: {name}: {e}") from None
+
+
+def segmentor_kwargs(cfg: Config) -> dict[str, Any]:
+    return build_kwargs(_section(cfg, "segmentor", required=False) or {}, Segmentor, cfg, "segmentor",
+                        exclude=("model",))
+
+
+def build_segmentor(cfg: Config, model: nn.Module, **overrides: Any) -> Segmentor:
+    kwargs = {**segmentor_kwargs(cfg), **{k: v for k, v in overrides.items() if v is not None}}
+    try:
+        return Segmentor(model, **kwargs)
+    except ConfigError as e:
+        raise ConfigError(f"{cfg.where('segmentor')}: {e}") from None
+
+
+def build_losses(cfg: Config) -> tuple[list[nn.Module], list[float]]:
+    spec = _section(cfg, "loss")
+    assert spec is not None
+    check_keys(spec, ("types", "coef"), cfg, "loss")
+    types = spec.get("types")
+    if not isinstance(types, list) or not types:
+        raise ConfigError(f"{cfg.where('loss.types')}: expected a non-empty list of losses, e.g. [{{type: CrossEntropyLoss}}]")
+
+    def build_one(value: Any, key: str) -> nn.Module:
+        return build_typed(value, LOSSES, cfg, key, builders={
+            "losses": lambda v, k: [build_one(x, f"{k}[{i}]") for i, x in enumerate(v or [])]})
+
+    losses = [build_one(t, f"loss.types[{i}]") for i, t in enumerate(types)]
+    coef = spec.get("coef", [1.0] * len(losses))
+    if not isinstance(coef, list) or not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in coef):
+        raise ConfigError(f"{cfg.where('loss.coef')}: expected a list of numbers, got {coef!r}")
+    if len(losses) != 1 and len(coef) != len(losses):
+        raise ConfigError(f"{cfg.where('loss.coef')}: {len(coef)} coefficients for {len(losses)} loss types")
+    return losses, [float(c) for c in coef]
+
+
+def build_options(cfg: Config) -> TrainOptions:
+    return TrainOptions(**build_kwargs(_section(cfg, "train", required=False) or {}, TrainOptions, cfg, "train"))
+
+
+@dataclass
+class OptimSpec:
+    """Validated optimizer and schedule sections, built once the model exists."""
+
+    optimizer_type: str
+    optimizer_kwargs: dict[str, Any]
+    schedule: Any
+
+    def build(self, model: nn.Module, iters: int) -> tuple[Any, LRScheduler]:
+        opt = OPTIMIZERS[self.optimizer_type](model, **self.optimizer_kwargs)
+        return opt, LRScheduler(opt, self.schedule, iters)
+
+
+def optim_spec(cfg: Config) -> OptimSpec:
+    spec = dict(_section(cfg, "optimizer") or {})
+    if spec.get("type") not in OPTIMIZERS:
+        build_typed({"type": spec.get("type")}, OPTIMIZERS, cfg, "optimizer")  # did-you-mean error
+    name = spec.pop("type")
+    kwargs = build_kwargs(spec, OPTIMIZERS[name], cfg, "optimizer", exclude=("model",))
+    try:  # validate param_groups and values now, before any work starts
+        OPTIMIZERS[name](nn.Linear(1, 1), **kwargs)
+    except ConfigError as e:
+        raise ConfigError(f"{cfg.where('optimizer')}: {e}") from None
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{cfg.where('optimizer')}: {name}: {e}") from None
+    schedule = build_typed(_section(cfg, "lr_scheduler"), SCHEDULES, cfg, "lr_scheduler")
+    return OptimSpec(name, kwargs, schedule)

@@ -1,0 +1,47 @@
+"""Evaluation on a labelled dataset (``ppseg val`` and periodic evaluation in training).
+
+Each image is predicted at its transformed size, the logits are mapped back to
+the original size through the recorded transforms (spec §9.2), and compared
+with the original label. Confusion matrices are summed across processes.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..data.datasets import SegDataset, collate
+from ..metrics import SegMetrics
+from ..segmentor import Segmentor, reverse_transform
+from .loader import make_eval_loader
+
+
+@torch.no_grad()
+def evaluate(segmentor: Segmentor, dataset: SegDataset, *, device: torch.device | str = "cpu",
+             num_workers: int = 0, amp: str = "off", rank: int = 0, world_size: int = 1,
+             progress: bool = False) -> SegMetrics:
+    """Return the accumulated :class:`SegMetrics` of ``segmentor`` on ``dataset``."""
+    device = torch.device(device)
+    was_training = segmentor.training
+    segmentor.eval()
+    metrics = SegMetrics(dataset.num_classes)
+    loader = make_eval_loader(dataset, num_workers, collate, rank, world_size)
+    if progress:
+        from tqdm import tqdm
+
+        loader = tqdm(loader, desc="eval", unit="img", dynamic_ncols=True)
+    autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if amp == "bf16"
+                else torch.autocast(device_type=device.type, dtype=torch.float16) if amp == "fp16"
+                else torch.autocast(device_type=device.type, enabled=False))
+    for batch in loader:
+        images = batch["img"].to(device)
+        label = batch["label"]
+        with autocast:
+            logits = segmentor.predict_logits(images)
+        logits = reverse_transform(logits.float(), batch["trans_info"][0])
+        if tuple(logits.shape[-2:]) != tuple(label.shape[-2:]):
+            logits = F.interpolate(logits, size=tuple(label.shape[-2:]), mode="bilinear", align_corners=False)
+        metrics.update(logits.argmax(dim=1).cpu(), label)
+    metrics.all_reduce()
+    segmentor.train(was_training)
+    return metrics

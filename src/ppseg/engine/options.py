@@ -1,0 +1,67 @@
+"""Engine settings: the ``train:`` section of a config, 1:1."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass
+class TrainOptions:
+    """How a run is executed (not what is trained).
+
+    Args:
+        device: ``auto`` picks CUDA when available, else CPU.
+        amp: mixed precision: ``bf16`` (CPU or CUDA) or ``fp16`` (CUDA, with a
+            gradient scaler); ``off`` trains in float32.
+        ema: keep an exponential moving average of the weights, evaluated and
+            saved separately (``best_ema_model.pt``).
+        ema_decay: the EMA's maximum decay.
+        log_iters: log a line every N iterations.
+        eval_interval: evaluate every N iterations (0: only at the end).
+        save_interval: write a resumable checkpoint every N iterations.
+        keep_checkpoint_max: keep the newest N ``iter_*.pt`` (0: keep all).
+        num_workers: data-loading processes per training process.
+        clip_grad_norm: clip the global gradient norm (``null``: no clipping).
+        sync_bn: synchronise BatchNorm statistics across processes.
+        channels_last: use the channels-last memory format (faster on many CPUs).
+        progress: show a progress bar (``auto``: when writing to a terminal).
+        tensorboard: write TensorBoard scalars when ``tensorboard`` is installed.
+        threads: torch intra-op threads per process (``null``: torch's default).
+        save_dir: run directory (``null``: ``output/<config name>``).
+        save_confusion_matrix: also draw the confusion matrix at each evaluation.
+    """
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: Literal["off", "bf16", "fp16"] = "off"
+    ema: bool = False
+    ema_decay: float = 0.999
+    log_iters: int = 10
+    eval_interval: int = 1000
+    save_interval: int = 1000
+    keep_checkpoint_max: int = 5
+    num_workers: int = 2
+    clip_grad_norm: float | None = None
+    sync_bn: bool = False
+    channels_last: bool = False
+    progress: Literal["auto", "on", "off"] = "auto"
+    tensorboard: bool = True
+    threads: int | None = None
+    save_dir: str | None = None
+    save_confusion_matrix: bool = False
+
+    def __post_init__(self) -> None:
+        from ..errors import ConfigError
+
+        for name in ("log_iters", "save_interval"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("eval_interval", "keep_checkpoint_max", "num_workers"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.ema_decay < 1:
+            raise ConfigError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
+        if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
+            raise ConfigError(f"clip_grad_norm must be > 0 or null, got {self.clip_grad_norm}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1 or null, got {self.threads}")

@@ -1,0 +1,123 @@
+"""Learning-rate schedules with linear warm-up (PaddleSeg semantics, spec §8.2).
+
+A schedule is a pure function of the iteration index; :class:`LRScheduler`
+applies it to every optimizer group, scaled by the group's ``lr_mult``. It is
+stepped once per iteration after the optimizer step; iteration 1 uses t = 0.
+"""
+
+from __future__ import annotations
+
+import math
+
+from torch.optim import Optimizer
+
+from ..errors import ConfigError
+
+
+class _Schedule:
+    def __init__(self, learning_rate: float, warmup_iters: int, warmup_start_lr: float) -> None:
+        if learning_rate <= 0:
+            raise ConfigError(f"learning_rate must be > 0, got {learning_rate}")
+        if warmup_iters < 0:
+            raise ConfigError(f"warmup_iters must be >= 0, got {warmup_iters}")
+        self.learning_rate = learning_rate
+        self.warmup_iters = warmup_iters
+        self.warmup_start_lr = warmup_start_lr
+
+    def decay(self, t: int, total: int) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def lr_at(self, t: int, iters: int) -> float:
+        """The learning rate of (0-based) iteration ``t`` of a run of ``iters``."""
+        w = self.warmup_iters
+        if t < w:
+            return self.warmup_start_lr + (self.learning_rate - self.warmup_start_lr) * t / w
+        return self.decay(t - w, max(iters - w, 1))
+
+
+class PolynomialDecay(_Schedule):
+    """lr = (base − end)·(1 − min(t, T)/T)^power + end, T = iters − warmup_iters.
+
+    Args:
+        learning_rate: base learning rate.
+        end_lr: final learning rate.
+        power: polynomial power (0.9 in every PP config).
+        warmup_iters: linear warm-up length (0 = none).
+        warmup_start_lr: learning rate at iteration 0 of the warm-up.
+    """
+
+    def __init__(self, learning_rate: float, end_lr: float = 0.0, power: float = 0.9,
+                 warmup_iters: int = 0, warmup_start_lr: float = 0.0) -> None:
+        super().__init__(learning_rate, warmup_iters, warmup_start_lr)
+        if power <= 0:
+            raise ConfigError(f"power must be > 0, got {power}")
+        self.end_lr = end_lr
+        self.power = power
+
+    def decay(self, t: int, total: int) -> float:
+        frac = 1.0 - min(t, total) / total
+        return (self.learning_rate - self.end_lr) * frac ** self.power + self.end_lr
+
+
+class CosineAnnealingDecay(_Schedule):
+    """lr = end + (base − end)·(1 + cos(π·t/T))/2 after the warm-up."""
+
+    def __init__(self, learning_rate: float, end_lr: float = 0.0,
+                 warmup_iters: int = 0, warmup_start_lr: float = 0.0) -> None:
+        super().__init__(learning_rate, warmup_iters, warmup_start_lr)
+        self.end_lr = end_lr
+
+    def decay(self, t: int, total: int) -> float:
+        return self.end_lr + (self.learning_rate - self.end_lr) * (1 + math.cos(math.pi * min(t, total) / total)) / 2
+
+
+class ConstantLR(_Schedule):
+    """A constant learning rate after the warm-up."""
+
+    def __init__(self, learning_rate: float, warmup_iters: int = 0, warmup_start_lr: float = 0.0) -> None:
+        super().__init__(learning_rate, warmup_iters, warmup_start_lr)
+
+    def decay(self, t: int, total: int) -> float:
+        return self.learning_rate
+
+
+SCHEDULES: dict[str, type[_Schedule]] = {
+    "PolynomialDecay": PolynomialDecay,
+    "CosineAnnealingDecay": CosineAnnealingDecay,
+    "ConstantLR": ConstantLR,
+}
+
+
+class LRScheduler:
+    """Drives an optimizer's group learning rates from a schedule.
+
+    ``last_iter`` counts completed steps; the lr set on the optimizer is always
+    the one for the *next* iteration.
+    """
+
+    def __init__(self, optimizer: Optimizer, schedule: _Schedule, iters: int) -> None:
+        self.optimizer = optimizer
+        self.schedule = schedule
+        self.iters = iters
+        self.last_iter = 0
+        self._apply()
+
+    def _apply(self) -> None:
+        lr = self.schedule.lr_at(self.last_iter, self.iters)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_mult", 1.0)
+
+    def get_lr(self) -> float:
+        """The base learning rate in use (before per-group multipliers)."""
+        return self.schedule.lr_at(self.last_iter, self.iters)
+
+    def step(self) -> None:
+        self.last_iter += 1
+        self._apply()
+
+    def state_dict(self) -> dict:
+        return {"last_iter": self.last_iter}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.last_iter = int(state["last_iter"])
+        self._apply()

@@ -1,0 +1,405 @@
+"""Iteration-based training: the loop behind ``ppseg train``.
+
+One :class:`Trainer` per process. It validates the whole config and the
+datasets before creating the run directory, then trains for ``iters``
+iterations with periodic logging, evaluation (best-model tracking, EMA
+evaluated separately), atomic checkpoints and exact resume.
+
+Run directory layout::
+
+    output/<name>/
+      config.yaml            resolved config (after _base_ and --opts)
+      train.log              the log lines
+      history.json           loss / lr / metric history
+      curves.png             loss, lr and mIoU curves (refreshed at each evaluation)
+      checkpoints/latest.pt  resumable state (+ iter_<k>.pt, newest N kept)
+      best_model.pt          weights with the best val mIoU
+      best_ema_model.pt      same for the EMA weights (train.ema)
+      last_model.pt          weights at the end of training
+      tensorboard/           scalars (when tensorboard is installed)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import __version__
+from ..config import Config, dump_config
+from ..data.datasets import collate
+from ..errors import ConfigError, PPSegError
+from ..losses import compute_losses
+from ..segmentor import Segmentor
+from . import build, dist
+from .checkpoint import atomic_save, load_file, prune_checkpoints, weights_file
+from .ema import ModelEMA
+from .evaluate import evaluate
+from .loader import TrainBatchSampler, make_train_loader
+from .plots import plot_curves
+
+log = logging.getLogger("ppseg.train")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device: 'cuda' requested but no CUDA device is available")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and dist.env_world_size() > 1:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return torch.device(name)
+
+
+def autocast_for(device: torch.device, amp: str):
+    if amp == "off":
+        return nullcontext()
+    if amp == "fp16" and device.type != "cuda":
+        raise ConfigError("train.amp: 'fp16' needs a CUDA device; use 'bf16' on CPU")
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Train the model a config describes.
+
+    Args:
+        cfg: loaded config.
+        resume: continue from ``<save_dir>/checkpoints/latest.pt`` (or from the
+            checkpoint file given) with the exact optimizer, scheduler, EMA, RNG
+            and data-order state.
+        save_dir: overrides ``train.save_dir``.
+    """
+
+    def __init__(self, cfg: Config, resume: bool | str = False, save_dir: str | None = None) -> None:
+        # ---- validate everything before any work or any file is written
+        build.check_top_level(cfg)
+        for key in ("batch_size", "iters"):
+            if key not in cfg:
+                raise ConfigError(f"{cfg.path}: missing '{key}'")
+        self.cfg = cfg
+        self.opts = build.build_options(cfg)
+        self.iters: int = cfg["iters"]
+        self.batch_size: int = cfg["batch_size"]
+        self.seed: int = cfg.get("seed", 0)
+        self.train_set = build.build_dataset(cfg, "train_dataset", "train")
+        self.val_set = build.build_dataset(cfg, "val_dataset", "val") if cfg.get("val_dataset") else None
+        if self.val_set is not None and self.val_set.num_classes != self.train_set.num_classes:
+            raise ConfigError(f"{cfg.where('val_dataset.num_classes')}: {self.val_set.num_classes}, "
+                              f"but train_dataset has {self.train_set.num_classes}")
+        self.model_name, self.model_kwargs = build.model_spec(cfg, self.train_set.num_classes)
+        self.losses, self.loss_coef = build.build_losses(cfg)
+        self.optim_spec = build.optim_spec(cfg)
+        build.segmentor_kwargs(cfg)
+        self.save_dir = Path(save_dir or self.opts.save_dir or Path("output") / Path(cfg.path).stem)
+        self.resume_from = self._resume_path(resume)
+
+        # ---- processes, device, model
+        self.device = resolve_device(self.opts.device)
+        self.rank, self.world = dist.init_distributed(self.device)
+        if self.opts.threads:
+            torch.set_num_threads(self.opts.threads)
+        autocast_for(self.device, self.opts.amp)  # validates amp for the device
+        seed_everything(self.seed)
+        _, _, model = build.build_model(cfg, self.train_set.num_classes)
+        self.segmentor: Segmentor = build.build_segmentor(cfg, model)
+        if self.opts.sync_bn and self.world > 1:
+            self.segmentor = dist.convert_sync_batchnorm(self.segmentor, self.device)
+        self.segmentor.to(self.device)
+        if self.opts.channels_last:
+            self.segmentor.to(memory_format=torch.channels_last)
+        self.optimizer, self.scheduler = self.optim_spec.build(self.segmentor.model, self.iters)
+        self.losses = [loss.to(self.device) for loss in self.losses]
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.opts.amp == "fp16")
+        self.ema = ModelEMA(self.segmentor, self.opts.ema_decay) if self.opts.ema else None
+        self.ddp: nn.Module = self.segmentor
+        if self.world > 1:
+            self.ddp = nn.parallel.DistributedDataParallel(
+                self.segmentor, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+        self.iter = 0
+        self.best: dict[str, dict[str, Any]] = {}
+        self.history: dict[str, list] = {"iter": [], "loss": [], "lr": [], "eval_iter": [], "miou": [], "ema_miou": []}
+        if self.resume_from is not None:
+            self._load_state(self.resume_from)
+        self.writer = None
+
+    # ------------------------------------------------------------------ helpers
+
+    def _resume_path(self, resume: bool | str) -> Path | None:
+        if not resume:
+            return None
+        path = Path(resume) if isinstance(resume, str) else self.save_dir / "checkpoints" / "latest.pt"
+        if not path.is_file():
+            raise PPSegError(f"--resume: no checkpoint at {path} (nothing to resume; start without --resume)")
+        return path
+
+    def _load_state(self, path: Path) -> None:
+        ckpt = load_file(path)
+        if "optimizer" not in ckpt:
+            raise PPSegError(f"{path}: a weights file, not a training checkpoint; resume needs checkpoints/latest.pt")
+        from .checkpoint import load_weights
+
+        load_weights(self.segmentor.model, ckpt, path, self.model_name)
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        if self.ema is not None:
+            if ckpt.get("ema") is None:
+                raise PPSegError(f"{path}: train.ema is on but the checkpoint has no EMA state")
+            self.ema.module.model.load_state_dict(ckpt["ema"])
+        self.iter = int(ckpt["iter"])
+        self.best = ckpt.get("best", {})
+        self.history = ckpt.get("history", self.history)
+        rng = ckpt["rng"]
+        set_rng_state(rng[self.rank] if isinstance(rng, list) else rng)
+
+    def _state(self) -> dict[str, Any]:
+        rng = rng_state()
+        if self.world > 1:
+            gathered: list[Any] = [None] * self.world
+            torch.distributed.all_gather_object(gathered, rng)
+            rng = gathered
+        state = weights_file(self.model_name, self.model_kwargs, self.segmentor.model.state_dict(),
+                             ppseg_version=__version__, iter=self.iter)
+        state.update({
+            "iter": self.iter,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "ema": self.ema.module.model.state_dict() if self.ema else None,
+            "rng": rng,
+            "best": self.best,
+            "history": self.history,
+            "world_size": self.world,
+            "config": json.loads(json.dumps(dict(self.cfg), default=str)),
+        })
+        return state
+
+    def _save_weights(self, name: str, model: nn.Module, **meta: Any) -> None:
+        atomic_save(weights_file(self.model_name, self.model_kwargs, model.state_dict(),
+                                 ppseg_version=__version__, config=str(self.cfg.path), **meta),
+                    self.save_dir / name)
+
+    def _setup_run_dir(self) -> None:
+        if not dist.is_main():
+            return
+        self.save_dir.mkdir(parents=True, exist_ok=True)
+        (self.save_dir / "config.yaml").write_text(dump_config(self.cfg), encoding="utf-8")
+        handler = logging.FileHandler(self.save_dir / "train.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+        logging.getLogger("ppseg").addHandler(handler)
+        self._log_handler = handler
+        if self.opts.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(self.save_dir / "tensorboard"))
+            except Exception:  # noqa: BLE001 - tensorboard is optional
+                self.writer = None
+
+    def _scalar(self, tag: str, value: float, step: int) -> None:
+        if self.writer is not None:
+            self.writer.add_scalar(tag, value, step)
+
+    # ------------------------------------------------------------------ evaluation
+
+    def _evaluate(self) -> None:
+        if self.val_set is None:
+            return
+        models = [("", self.segmentor)] + ([("ema_", self.ema.module)] if self.ema else [])
+        for prefix, seg in models:
+            metrics = evaluate(seg, self.val_set, device=self.device, num_workers=self.opts.num_workers,
+                               amp=self.opts.amp, rank=self.rank, world_size=self.world, progress=False)
+            if not dist.is_main():
+                continue
+            res = metrics.compute()
+            label = "EMA " if prefix else ""
+            log.info("[eval %s@ iter %d] mIoU=%.4f Acc=%.4f Kappa=%.4f mDice=%.4f",
+                     label, self.iter, res["miou"], res["acc"], res["kappa"], res["mdice"])
+            log.info("%s", metrics.table(self.val_set.class_names))
+            for k in ("miou", "acc", "kappa", "mdice"):
+                self._scalar(f"val/{prefix}{k}", float(res[k]), self.iter)
+            self.history[f"{prefix}miou"].append(float(res["miou"]))
+            best = self.best.get(prefix or "model", {"miou": -1.0, "iter": 0})
+            if res["miou"] > best["miou"]:
+                self.best[prefix or "model"] = {"miou": float(res["miou"]), "iter": self.iter}
+                self._save_weights(f"best_{prefix}model.pt", seg.model, iter=self.iter, miou=float(res["miou"]))
+                log.info("[eval] best %smodel so far: mIoU=%.4f at iter %d -> %s", label,
+                         res["miou"], self.iter, self.save_dir / f"best_{prefix}model.pt")
+            if self.opts.save_confusion_matrix:
+                metrics.confusion_matrix_figure(self.save_dir / f"confusion_{prefix}iter_{self.iter}.png",
+                                                self.val_set.class_names)
+        if dist.is_main():
+            self.history["eval_iter"].append(self.iter)
+            self._write_history()
+
+    def _write_history(self) -> None:
+        (self.save_dir / "history.json").write_text(json.dumps(self.history), encoding="utf-8")
+        try:
+            plot_curves(self.history, self.save_dir / "curves.png")
+        except Exception as e:  # noqa: BLE001 - a plot must never stop training
+            log.warning("could not draw curves.png: %s", e)
+
+    def _checkpoint(self) -> None:
+        state = self._state()  # collective in DDP: every process takes part
+        if not dist.is_main():
+            return
+        folder = self.save_dir / "checkpoints"
+        atomic_save(state, folder / "latest.pt")
+        snapshot = folder / f"iter_{self.iter}.pt"
+        tmp = folder / f".iter_{self.iter}.pt.tmp"
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(folder / "latest.pt", tmp)
+        except OSError:
+            shutil.copyfile(folder / "latest.pt", tmp)
+        os.replace(tmp, snapshot)
+        prune_checkpoints(folder, self.opts.keep_checkpoint_max)
+
+    # ------------------------------------------------------------------ the loop
+
+    def train(self) -> Path:
+        """Run to ``iters``; returns the run directory."""
+        self._setup_run_dir()
+        opts = self.opts
+        sampler = TrainBatchSampler(len(self.train_set), self.batch_size, self.seed, self.rank, self.world,
+                                    start_iter=self.iter)
+        loader = make_train_loader(self.train_set, sampler, opts.num_workers, collate,
+                                   pin_memory=self.device.type == "cuda")
+        if dist.is_main():
+            n_params = sum(p.numel() for p in self.segmentor.model.parameters())
+            log.info("ppseg %s | model %s (%s params) | %d train images | batch %d x %d process(es) | "
+                     "%d iters | device %s | amp %s | run dir %s%s", __version__, self.model_name,
+                     f"{n_params:,}", len(self.train_set), self.batch_size, self.world, self.iters,
+                     self.device, opts.amp, self.save_dir,
+                     f" | resumed at iter {self.iter}" if self.resume_from else "")
+        progress = None
+        show = opts.progress == "on" or (opts.progress == "auto" and sys.stderr.isatty())
+        if show and dist.is_main():
+            from tqdm import tqdm
+
+            progress = tqdm(total=self.iters, initial=self.iter, dynamic_ncols=True, unit="it")
+        self.ddp.train()
+        data_iter = iter(loader)
+        window_loss: list[float] = []
+        window_terms: dict[str, list[float]] = {}
+        t_window = time.perf_counter()
+        t_start, start_iter = time.perf_counter(), self.iter
+        while self.iter < self.iters:
+            batch = next(data_iter)
+            images = batch["img"].to(self.device, non_blocking=True)
+            labels = batch["label"].to(self.device, non_blocking=True)
+            if opts.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with autocast_for(self.device, opts.amp):
+                outputs = self.ddp(images)
+            loss, terms = compute_losses([o.float() for o in outputs], labels, self.losses, self.loss_coef)
+            if not torch.isfinite(loss):
+                raise PPSegError(f"loss became {loss.item()} at iteration {self.iter + 1}; "
+                                 "lower the learning rate or enable train.clip_grad_norm")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if opts.clip_grad_norm is not None:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.segmentor.parameters(), opts.clip_grad_norm)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            lr = self.scheduler.get_lr()
+            self.scheduler.step()
+            self.iter += 1
+            if self.ema is not None:
+                self.ema.update(self.segmentor, self.iter)
+            window_loss.append(float(loss.detach()))
+            for k, v in terms.items():
+                window_terms.setdefault(k, []).append(float(v))
+            if progress is not None:
+                progress.update(1)
+                progress.set_postfix(loss=f"{window_loss[-1]:.4f}", lr=f"{lr:.2e}")
+
+            if self.iter % opts.log_iters == 0 or self.iter == self.iters:
+                mean_loss = float(dist.all_reduce_mean(torch.tensor(np.mean(window_loss))))
+                elapsed = time.perf_counter() - t_window
+                ips = len(window_loss) * self.batch_size * self.world / max(elapsed, 1e-9)
+                done = self.iter - start_iter
+                eta = (time.perf_counter() - t_start) / max(done, 1) * (self.iters - self.iter)
+                if dist.is_main():
+                    term_str = " ".join(f"{k}={np.mean(v):.4f}" for k, v in window_terms.items()) if len(window_terms) > 1 else ""
+                    log.info("[train] iter %d/%d loss=%.4f %slr=%.6f ips=%.2f img/s eta=%s", self.iter, self.iters,
+                             mean_loss, term_str + (" " if term_str else ""), lr, ips, _fmt_eta(eta))
+                    self.history["iter"].append(self.iter)
+                    self.history["loss"].append(mean_loss)
+                    self.history["lr"].append(lr)
+                    self._scalar("train/loss", mean_loss, self.iter)
+                    self._scalar("train/lr", lr, self.iter)
+                    self._scalar("train/ips", ips, self.iter)
+                window_loss, window_terms = [], {}
+                t_window = time.perf_counter()
+
+            evaluating = opts.eval_interval and (self.iter % opts.eval_interval == 0 or self.iter == self.iters)
+            if evaluating or (self.iter == self.iters and self.val_set is not None):
+                self._evaluate()
+                self.ddp.train()
+            if self.iter % opts.save_interval == 0 or self.iter == self.iters:
+                self._checkpoint()
+        if progress is not None:
+            progress.close()
+        if dist.is_main():
+            self._save_weights("last_model.pt", self.segmentor.model, iter=self.iter)
+            if self.ema is not None:
+                self._save_weights("last_ema_model.pt", self.ema.module.model, iter=self.iter)
+            self._write_history()
+            summary = ", ".join(f"best {k} mIoU={v['miou']:.4f} @ iter {v['iter']}" for k, v in self.best.items())
+            log.info("[done] %d iters in %s%s; outputs in %s", self.iter - start_iter,
+                     _fmt_eta(time.perf_counter() - t_start), f"; {summary}" if summary else "", self.save_dir)
+        if self.writer is not None:
+            self.writer.close()
+        if getattr(self, "_log_handler", None) is not None:
+            logging.getLogger("ppseg").removeHandler(self._log_handler)
+            self._log_handler.close()
+        dist.barrier()
+        return self.save_dir
+
+
+def _fmt_eta(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}"

@@ -1,0 +1,143 @@
+"""Segmentation losses and PaddleSeg's multi-output loss rule.
+
+Every loss maps ``(logits [N, C, H, W] float, label [N, H, W] int64)`` to a scalar,
+resizes logits to the label size (bilinear, ``align_corners=False``) when needed,
+computes in float32 with autocast disabled, excludes ``ignore_index`` pixels and
+returns a graph-connected zero when every pixel is ignored.
+
+:data:`LOSSES` is the explicit name → class table used by the config builder
+(``loss.types[i].type``). ``MixedLoss`` takes already-built loss modules, so the
+builder constructs its sub-losses first.
+
+Multi-output rule (:func:`compute_losses`, :class:`SegLoss`): a model returns a list
+of logits (main output first, then auxiliary heads); output ``i`` goes with
+``losses[i]`` and ``coef[i]``; ``total = sum_i coef_i * loss_i(output_i)``. A single
+loss with several coefs is replicated to every coef. Fewer outputs than loss entries is
+allowed (the extra entries are unused, as in PaddleSeg); more outputs is a
+:class:`~ppseg.errors.ConfigError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ppseg.errors import ConfigError
+
+from .bce import BCELoss
+from .cross_entropy import CrossEntropyLoss
+from .dice import DiceLoss
+from .lovasz import LovaszHingeLoss, LovaszSoftmaxLoss
+from .mixed import MixedLoss
+from .ohem import OhemCrossEntropyLoss
+
+LOSSES: dict[str, type[nn.Module]] = {
+    "CrossEntropyLoss": CrossEntropyLoss,
+    "OhemCrossEntropyLoss": OhemCrossEntropyLoss,
+    "LovaszSoftmaxLoss": LovaszSoftmaxLoss,
+    "LovaszHingeLoss": LovaszHingeLoss,
+    "DiceLoss": DiceLoss,
+    "BCELoss": BCELoss,
+    "MixedLoss": MixedLoss,
+}
+
+__all__ = [
+    "LOSSES",
+    "BCELoss",
+    "CrossEntropyLoss",
+    "DiceLoss",
+    "LovaszHingeLoss",
+    "LovaszSoftmaxLoss",
+    "MixedLoss",
+    "OhemCrossEntropyLoss",
+    "SegLoss",
+    "compute_losses",
+    "expand_losses",
+]
+
+
+def expand_losses(
+    losses: Sequence[nn.Module], coef: Sequence[float]
+) -> tuple[list[nn.Module], list[float]]:
+    """Validate ``losses``/``coef`` and replicate a single loss over several coefs."""
+    if not isinstance(losses, (list, tuple, nn.ModuleList)) or len(losses) == 0:
+        raise ConfigError("loss.types must be a non-empty list of losses")
+    if not isinstance(coef, (list, tuple)) or not all(
+        isinstance(c, (int, float)) and not isinstance(c, bool) for c in coef
+    ):
+        raise ConfigError(f"loss.coef must be a list of numbers, got {coef!r}")
+    loss_list = list(losses)
+    if len(loss_list) == 1 and len(coef) > 1:
+        loss_list = loss_list * len(coef)
+    if len(loss_list) != len(coef):
+        raise ConfigError(
+            f"loss.types has {len(loss_list)} entries but loss.coef has {len(coef)}; "
+            "give one coef per type, or a single type to apply to every coef"
+        )
+    return loss_list, [float(c) for c in coef]
+
+
+def compute_losses(
+    outputs: Tensor | Sequence[Tensor],
+    label: Tensor,
+    losses: Sequence[nn.Module],
+    coef: Sequence[float],
+) -> tuple[Tensor, dict[str, float]]:
+    """PaddleSeg's multi-output loss: ``total = sum_i coef_i * losses[i](outputs[i], label)``.
+
+    Returns the total (graph-connected) and a dict of the weighted terms as floats,
+    keyed ``"out{i}.{LossClass}"``; a :class:`MixedLoss` contributes one entry per
+    sub-loss, ``"out{i}.{SubLossClass}"`` with value ``coef_i * coef_j * loss_j``.
+    """
+    outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    loss_list, coefs = expand_losses(losses, coef)
+    if len(outs) == 0:
+        raise ValueError("the model returned no output to compute a loss on")
+    if len(outs) > len(loss_list):
+        raise ConfigError(
+            f"the model returned {len(outs)} outputs (main + auxiliary heads) but the loss "
+            f"config has {len(loss_list)} loss entries; give one loss.coef entry per output"
+        )
+    names: list[str] = []
+    terms: list[Tensor] = []
+    for i, (out, loss, c) in enumerate(zip(outs, loss_list, coefs, strict=False)):
+        if isinstance(loss, MixedLoss):
+            for sub_name, part in zip(loss.term_names, loss.terms(out, label), strict=True):
+                names.append(f"out{i}.{sub_name}")
+                terms.append(c * part)
+        else:
+            names.append(f"out{i}.{type(loss).__name__}")
+            terms.append(c * loss(out, label))
+    stacked = torch.stack(terms)
+    values = stacked.detach().float().cpu().tolist()
+    per_term: dict[str, float] = {}
+    for name, value in zip(names, values, strict=True):
+        key = name
+        k = 1
+        while key in per_term:
+            key = f"{name}_{k}"
+            k += 1
+        per_term[key] = value
+    return stacked.sum(), per_term
+
+
+class SegLoss(nn.Module):
+    """Module form of :func:`compute_losses` (moves class-weight buffers with ``.to()``).
+
+    Args:
+        losses: one loss per model output, or a single loss replicated over ``coef``.
+        coef: one weight per model output.
+    """
+
+    def __init__(self, losses: Sequence[nn.Module], coef: Sequence[float]) -> None:
+        super().__init__()
+        loss_list, coefs = expand_losses(losses, coef)
+        self.losses = nn.ModuleList(loss_list)
+        self.coef = coefs
+
+    def forward(
+        self, outputs: Tensor | Sequence[Tensor], label: Tensor
+    ) -> tuple[Tensor, dict[str, float]]:
+        return compute_losses(outputs, label, list(self.losses), self.coef)

@@ -1,0 +1,60 @@
+"""Weighted combination of several losses on the same output (spec §7 ``MixedLoss``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ppseg.errors import ConfigError
+
+
+class MixedLoss(nn.Module):
+    """``sum_j coef_j * loss_j(logits, label)`` over the sub-losses of one output.
+
+    ``forward`` returns the weighted sum as a scalar tensor. The individual weighted
+    terms (``coef_j * loss_j``) are available two ways:
+
+    * :meth:`terms` returns them as a list of graph-connected tensors (this is what
+      PaddleSeg's MixedLoss returns; :func:`ppseg.losses.compute_losses` uses it);
+    * after each ``forward`` call, :attr:`last_terms` maps :attr:`term_names` to the
+      **detached** weighted terms of that call.
+
+    Args:
+        losses: the sub-loss modules (non-empty).
+        coef: one weight per sub-loss.
+    """
+
+    def __init__(self, losses: Sequence[nn.Module], coef: Sequence[float]) -> None:
+        super().__init__()
+        if not isinstance(losses, (list, tuple)) or len(losses) == 0:
+            raise ConfigError("MixedLoss losses must be a non-empty list of loss modules")
+        if not all(isinstance(m, nn.Module) for m in losses):
+            raise ConfigError("MixedLoss losses must all be loss modules")
+        if not isinstance(coef, (list, tuple)) or not all(
+            isinstance(c, (int, float)) and not isinstance(c, bool) for c in coef
+        ):
+            raise ConfigError(f"MixedLoss coef must be a list of numbers, got {coef!r}")
+        if len(coef) != len(losses):
+            raise ConfigError(
+                f"MixedLoss needs one coef per loss: {len(losses)} losses but {len(coef)} coef"
+            )
+        self.losses = nn.ModuleList(losses)
+        self.coef = [float(c) for c in coef]
+        self.term_names = _unique_names([type(m).__name__ for m in losses])
+        self.last_terms: dict[str, Tensor] = {}
+
+    def terms(self, logits: Tensor, label: Tensor) -> list[Tensor]:
+        """The weighted terms ``coef_j * loss_j(logits, label)``, in order."""
+        return [c * loss(logits, label) for loss, c in zip(self.losses, self.coef, strict=True)]
+
+    def forward(self, logits: Tensor, label: Tensor) -> Tensor:
+        parts = self.terms(logits, label)
+        self.last_terms = {n: t.detach() for n, t in zip(self.term_names, parts, strict=True)}
+        return torch.stack(parts).sum()
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    """Append ``_<index>`` to names that occur more than once."""
+    return [n if names.count(n) == 1 else f"{n}_{i}" for i, n in enumerate(names)]

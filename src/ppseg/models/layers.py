@@ -1,0 +1,205 @@
+"""Small shared building blocks: conv+BN+activation, Paddle-style hardsigmoid, SE.
+
+Module names follow PaddleSeg's state-dict layout so that converting a Paddle
+checkpoint is a pure rename (BN ``_mean``/``_variance`` -> ``running_mean``/
+``running_var``):
+
+* :class:`ConvBNAct` owns ``<conv_name>`` (a ``Conv2d``) and ``bn``; the conv name is
+  ``"conv"`` for PaddleSeg's MobileNetV3 and ``"c"`` for PP-MobileSeg's StrideFormer.
+* :class:`SqueezeExcite` owns ``conv1`` and ``conv2`` (both with bias).
+
+Activations carry no parameters, so they never appear in a state dict.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "ACTIVATIONS",
+    "BN_MOMENTUM",
+    "ConvBNAct",
+    "PaddleHardsigmoid",
+    "SqueezeExcite",
+    "get_activation",
+    "make_divisible",
+]
+
+#: PyTorch BatchNorm momentum equivalent to Paddle's default ``momentum=0.9``.
+BN_MOMENTUM: float = 0.1
+
+#: Activation names accepted by :func:`get_activation` (``None`` means identity).
+ACTIVATIONS: tuple[str, ...] = ("relu", "relu6", "hardswish", "hardsigmoid", "sigmoid")
+
+
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """Round a channel count to the nearest multiple of ``divisor``.
+
+    The result is never below ``min_value`` (default ``divisor``) and is bumped up by
+    one ``divisor`` when rounding down would lose more than 10 % of ``value``.
+
+    Args:
+        value: Requested (possibly fractional) channel count.
+        divisor: Granularity of the result.
+        min_value: Lower bound of the result; defaults to ``divisor``.
+
+    Returns:
+        The rounded channel count.
+    """
+    if min_value is None:
+        min_value = divisor
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+class PaddleHardsigmoid(nn.Module):
+    """Hard sigmoid ``clip(slope * x + offset, 0, 1)`` as used by MobileNetV3's SE.
+
+    Paddle's MobileNetV3 SE uses slope 0.2 and offset 0.5; PyTorch's
+    :class:`torch.nn.Hardsigmoid` uses slope 1/6 and is therefore *not* equivalent.
+
+    Args:
+        slope: Multiplier of the input.
+        offset: Added after the multiplication.
+    """
+
+    def __init__(self, slope: float = 0.2, offset: float = 0.5) -> None:
+        super().__init__()
+        self.slope = slope
+        self.offset = offset
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply the hard sigmoid element-wise."""
+        return torch.clamp(x * self.slope + self.offset, 0.0, 1.0)
+
+    def extra_repr(self) -> str:
+        """Show the slope and offset in ``repr``."""
+        return f"slope={self.slope}, offset={self.offset}"
+
+
+def get_activation(name: str | None) -> nn.Module:
+    """Build an activation module from an explicit name.
+
+    Args:
+        name: One of ``"relu"``, ``"relu6"``, ``"hardswish"``, ``"hardsigmoid"``
+            (Paddle-SE flavour: slope 0.2, offset 0.5), ``"sigmoid"`` or ``None``
+            (identity).
+
+    Returns:
+        A parameter-free activation module.
+
+    Raises:
+        ValueError: If ``name`` is not a known activation.
+    """
+    if name is None:
+        return nn.Identity()
+    key = name.lower()
+    if key == "relu":
+        return nn.ReLU(inplace=True)
+    if key == "relu6":
+        return nn.ReLU6(inplace=True)
+    if key == "hardswish":
+        return nn.Hardswish()
+    if key == "hardsigmoid":
+        return PaddleHardsigmoid()
+    if key == "sigmoid":
+        return nn.Sigmoid()
+    raise ValueError(f"unknown activation {name!r}; expected one of {ACTIVATIONS} or None")
+
+
+class ConvBNAct(nn.Module):
+    """``Conv2d`` (no bias by default) + ``BatchNorm2d`` + optional activation.
+
+    The conv sub-module is registered under ``conv_name`` so that both PaddleSeg key
+    layouts (``*.conv.weight`` and ``*.c.weight``) can be reproduced by one class.
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        kernel_size: Square kernel size.
+        stride: Convolution stride.
+        padding: Symmetric padding; ``None`` means ``dilation * (kernel_size - 1) // 2``.
+        dilation: Convolution dilation.
+        groups: Convolution groups (``in_channels`` for depthwise).
+        bias: Whether the conv has a bias.
+        act: Activation name for :func:`get_activation` (``None``: no activation).
+        conv_name: Attribute / state-dict name of the conv sub-module.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        *,
+        stride: int = 1,
+        padding: int | None = None,
+        dilation: int = 1,
+        groups: int = 1,
+        bias: bool = False,
+        act: str | None = None,
+        conv_name: str = "conv",
+    ) -> None:
+        super().__init__()
+        if conv_name in ("bn", "act"):
+            raise ValueError(f"conv_name {conv_name!r} clashes with another sub-module")
+        if padding is None:
+            padding = dilation * (kernel_size - 1) // 2
+        self.conv_name = conv_name
+        conv = nn.Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            bias=bias,
+        )
+        self.add_module(conv_name, conv)
+        self.bn = nn.BatchNorm2d(out_channels, momentum=BN_MOMENTUM)
+        self.act = get_activation(act)
+
+    @property
+    def conv_layer(self) -> nn.Conv2d:
+        """The convolution, whatever its registered name."""
+        conv = self._modules[self.conv_name]
+        assert isinstance(conv, nn.Conv2d)
+        return conv
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Convolve, normalise and activate."""
+        return self.act(self.bn(self._modules[self.conv_name](x)))  # type: ignore[misc]
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation as in PaddleSeg's MobileNetV3 (``mid_se``).
+
+    Global average pool -> 1x1 conv (bias) -> ReLU -> 1x1 conv (bias) -> gate ->
+    multiply with the input. The squeeze width is ``channels // reduction`` (plain
+    integer division, as the reference does), and the gate defaults to
+    :class:`PaddleHardsigmoid` (slope 0.2, offset 0.5).
+
+    Args:
+        channels: Input / output channels.
+        reduction: Channel reduction of the squeeze conv.
+        gate: Gate activation name for :func:`get_activation`.
+    """
+
+    def __init__(self, channels: int, reduction: int = 4, gate: str = "hardsigmoid") -> None:
+        super().__init__()
+        squeeze = max(1, channels // reduction)
+        self.conv1 = nn.Conv2d(channels, squeeze, 1, bias=True)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(squeeze, channels, 1, bias=True)
+        self.gate = get_activation(gate)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Re-weight the channels of ``x``."""
+        scale = F.adaptive_avg_pool2d(x, 1)
+        scale = self.gate(self.conv2(self.relu(self.conv1(scale))))
+        return x * scale

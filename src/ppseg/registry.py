@@ -1,0 +1,51 @@
+"""The model registry: an explicit ``name -> factory`` table.
+
+No decorators and no import side effects: every model the CLI can build is
+listed here, next to the factory function that builds it. Use the factories
+directly from Python, or by name::
+
+    import ppseg
+    model = ppseg.create_model("lraspp_mobilenetv3_large", num_classes=11)
+    ppseg.list_models("lraspp*")
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+
+from torch import nn
+
+from .config import coerce, did_you_mean, signature_params, _NO, _type_name
+from .errors import ConfigError
+from .models import lraspp
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "lraspp_mobilenetv3_large": lraspp.lraspp_mobilenetv3_large,
+}
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching a shell-style pattern, sorted."""
+    return sorted(n for n in MODELS if fnmatch.fnmatch(n, pattern))
+
+
+def get_factory(name: str) -> Callable[..., nn.Module]:
+    if name not in MODELS:
+        raise ConfigError(f"unknown model '{name}'{did_you_mean(name, MODELS)}")
+    return MODELS[name]
+
+
+def create_model(name: str, **kwargs) -> nn.Module:
+    """Build a registered model; unknown or ill-typed kwargs raise :class:`ConfigError`."""
+    factory = get_factory(name)
+    params = signature_params(factory)
+    for key, value in list(kwargs.items()):
+        if key not in params:
+            raise ConfigError(f"model '{name}' has no argument '{key}'{did_you_mean(key, params)}")
+        tp, _ = params[key]
+        got = coerce(value, tp)
+        if got is _NO:
+            raise ConfigError(f"model '{name}': argument '{key}' expects {_type_name(tp)}, got {value!r}")
+        kwargs[key] = got
+    return factory(**kwargs)

@@ -1,0 +1,175 @@
+"""The segmentor: a model plus its pre- and post-processing.
+
+``Segmentor`` owns everything between an RGB image and a label map:
+normalisation (mean/std on 0..255 RGB input), the inference mode (whole image or
+sliding window), test-time augmentation (flip, multi-scale), and the reverse
+resizing of logits to the original image size (PaddleSeg ``core/infer``
+semantics, spec §9.2). The wrapped model only ever sees normalised tensors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .errors import ConfigError
+
+
+class Segmentor(nn.Module):
+    """Wrap a segmentation model with normalisation and inference modes.
+
+    Args:
+        model: a network taking normalised NCHW input and returning, in training
+            mode, a list of logits (main first), in eval mode one logits tensor.
+        mean: per-channel mean of RGB input scaled to 0..1.
+        std: per-channel standard deviation, same scale.
+        mode: ``"whole"`` runs the full image at once, ``"slide"`` runs windows
+            of ``crop_size`` every ``stride`` pixels and averages overlaps.
+        crop_size: sliding window size ``(w, h)``.
+        stride: sliding window stride ``(w, h)``.
+        scales: test-time scales (1.0 = none).
+        flip: also predict the horizontally flipped image and average.
+        fusion: how test-time augmentations are combined: ``"logits"`` averages
+            raw logits (PaddleSeg 2.8+), ``"softmax"`` sums probabilities
+            (PaddleSeg 2.1-2.7, used for PP-LiteSeg's published numbers).
+
+    Example:
+        >>> seg = Segmentor(create_model("lraspp_mobilenetv3_large", num_classes=11))
+        >>> labels = seg.eval().predict(images_0_255)   # [N, H, W] int64
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        mean: Sequence[float] = (0.5, 0.5, 0.5),
+        std: Sequence[float] = (0.5, 0.5, 0.5),
+        mode: Literal["whole", "slide"] = "whole",
+        crop_size: tuple[int, int] | None = None,
+        stride: tuple[int, int] | None = None,
+        scales: Sequence[float] = (1.0,),
+        flip: bool = False,
+        fusion: Literal["logits", "softmax"] = "logits",
+    ) -> None:
+        super().__init__()
+        if len(mean) != 3 or len(std) != 3:
+            raise ConfigError(f"mean and std need 3 values (RGB), got mean={list(mean)} std={list(std)}")
+        if any(s <= 0 for s in std):
+            raise ConfigError(f"std must be positive, got {list(std)}")
+        if mode not in ("whole", "slide"):
+            raise ConfigError(f"mode must be 'whole' or 'slide', got {mode!r}")
+        if mode == "slide" and (crop_size is None or stride is None):
+            raise ConfigError("mode 'slide' needs crop_size and stride, e.g. crop_size: [512, 512], stride: [341, 341]")
+        for name, v in (("crop_size", crop_size), ("stride", stride)):
+            if v is not None and (len(v) != 2 or min(v) < 1):
+                raise ConfigError(f"{name} must be two positive integers (w, h), got {v}")
+        if not scales or any(s <= 0 for s in scales):
+            raise ConfigError(f"scales must be positive numbers, got {list(scales)}")
+        if fusion not in ("logits", "softmax"):
+            raise ConfigError(f"fusion must be 'logits' or 'softmax', got {fusion!r}")
+        self.model = model
+        self.register_buffer("mean", torch.tensor([m * 255.0 for m in mean]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor([s * 255.0 for s in std]).view(1, 3, 1, 1), persistent=False)
+        self.mode = mode
+        self.crop_size = tuple(crop_size) if crop_size else None
+        self.stride = tuple(stride) if stride else None
+        self.scales = tuple(float(s) for s in scales)
+        self.flip = flip
+        self.fusion = fusion
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.model.num_classes)
+
+    def normalize(self, images: Tensor) -> Tensor:
+        """RGB 0..255 (any dtype) -> normalised float."""
+        return (images.float() - self.mean) / self.std
+
+    def forward(self, images: Tensor) -> list[Tensor] | Tensor:
+        """Training: the model's list of logits. Eval: fused logits at input size."""
+        if self.training:
+            out = self.model(self.normalize(images))
+            return list(out) if isinstance(out, (list, tuple)) else [out]
+        return self.predict_logits(images)
+
+    # ------------------------------------------------------------------ inference
+
+    def _infer(self, x: Tensor) -> Tensor:
+        """One forward pass on normalised input, whole or sliding window."""
+        if self.mode == "slide":
+            return self._slide(x)
+        out = self.model(x)
+        return out[0] if isinstance(out, (list, tuple)) else out
+
+    def _slide(self, x: Tensor) -> Tensor:
+        assert self.crop_size is not None and self.stride is not None
+        n, _, h, w = x.shape
+        cw, ch = self.crop_size
+        sw, sh = self.stride
+        rows = 1 if h <= ch else math.ceil((h - ch) / sh) + 1
+        cols = 1 if w <= cw else math.ceil((w - cw) / sw) + 1
+        logits: Tensor | None = None
+        count = x.new_zeros(1, 1, h, w)
+        for r in range(rows):
+            for c in range(cols):
+                y1 = min(r * sh, max(h - ch, 0))
+                x1 = min(c * sw, max(w - cw, 0))
+                y2, x2 = min(y1 + ch, h), min(x1 + cw, w)
+                out = self.model(x[:, :, y1:y2, x1:x2])
+                out = out[0] if isinstance(out, (list, tuple)) else out
+                if logits is None:
+                    logits = x.new_zeros(n, out.shape[1], h, w)
+                logits[:, :, y1:y2, x1:x2] += out.float()
+                count[:, :, y1:y2, x1:x2] += 1
+        assert logits is not None
+        return logits / count
+
+    @torch.no_grad()
+    def predict_logits(self, images: Tensor) -> Tensor:
+        """Fused logits [N, C, H, W] at the input size (float32)."""
+        x = self.normalize(images)
+        h, w = x.shape[-2:]
+        if self.scales == (1.0,) and not self.flip:
+            return self._infer(x).float()
+        fused: Tensor | None = None
+        for s in self.scales:
+            xs = x if s == 1.0 else F.interpolate(
+                x, size=(int(h * s + 0.5), int(w * s + 0.5)), mode="bilinear", align_corners=False)
+            for flipped in ((False, True) if self.flip else (False,)):
+                inp = torch.flip(xs, dims=[3]) if flipped else xs
+                out = self._infer(inp).float()
+                if flipped:
+                    out = torch.flip(out, dims=[3])
+                out = F.interpolate(out, size=(h, w), mode="bilinear", align_corners=False)
+                if self.fusion == "softmax":
+                    out = out.softmax(dim=1)
+                fused = out if fused is None else fused + out
+        assert fused is not None
+        n_aug = len(self.scales) * (2 if self.flip else 1)
+        return fused if self.fusion == "softmax" else fused / n_aug
+
+    @torch.no_grad()
+    def predict(self, images: Tensor) -> Tensor:
+        """Label map [N, H, W] (int64) at the input size."""
+        return self.predict_logits(images).argmax(dim=1)
+
+
+def reverse_transform(logits: Tensor, trans_info: Sequence[tuple[str, tuple[int, int]]]) -> Tensor:
+    """Undo the recorded geometric transforms on logits (spec §9.2).
+
+    ``trans_info`` lists ``("resize", (h, w))`` / ``("padding", (h, w))``
+    entries, each holding the size *before* that op; they are undone in reverse:
+    resizes bilinearly, paddings by cropping the top-left ``h x w``.
+    """
+    for op, (h, w) in reversed(list(trans_info)):
+        if op == "resize":
+            logits = F.interpolate(logits, size=(int(h), int(w)), mode="bilinear", align_corners=False)
+        elif op == "padding":
+            logits = logits[..., : int(h), : int(w)]
+        else:
+            raise ValueError(f"unknown transform record {op!r}")
+    return logits
