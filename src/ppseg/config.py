@@ -80,37 +80,59 @@ def _read_yaml(path: Path) -> dict:
 def _record(sources: dict[str, str], data: Any, prefix: str, origin: str) -> None:
     if isinstance(data, dict):
         for k, v in data.items():
+            if k == NO_INHERIT_KEY:
+                continue
             key = f"{prefix}.{k}" if prefix else str(k)
             sources[key] = origin
             _record(sources, v, key, origin)
 
 
-def _merge(base: dict, over: dict, sources: dict[str, str], prefix: str, origin: str) -> dict:
-    """Deep-merge ``over`` into ``base`` (dicts merge, everything else replaces)."""
+def _strip_inherit(value: Any) -> Any:
+    """A deep copy of ``value`` without ``_inherited_`` markers at any depth."""
+    if isinstance(value, dict):
+        return {k: _strip_inherit(v) for k, v in value.items() if k != NO_INHERIT_KEY}
+    if isinstance(value, list):
+        return [_strip_inherit(v) for v in value]
+    return copy.deepcopy(value)
+
+
+def _merge(base: dict, over: dict, sources: dict[str, str], prefix: str, origins: Mapping[str, str],
+           fallback: str) -> dict:
+    """Deep-merge ``over`` into ``base`` (dicts merge, everything else replaces).
+
+    ``sources`` (dotted key -> file) describes ``base`` and is updated in place;
+    ``origins`` describes ``over`` (keys it lacks are attributed to ``fallback``).
+    A section with ``_inherited_: false`` replaces the base section whole.
+    """
     out = dict(base)
     for k, v in over.items():
+        if k == NO_INHERIT_KEY:
+            continue
         key = f"{prefix}.{k}" if prefix else str(k)
         if isinstance(v, dict) and isinstance(out.get(k), dict) and v.get(NO_INHERIT_KEY, True):
-            out[k] = _merge(out[k], v, sources, key, origin)
+            out[k] = _merge(out[k], v, sources, key, origins, fallback)
         else:
-            if isinstance(v, dict):
-                v = {kk: vv for kk, vv in v.items() if kk != NO_INHERIT_KEY}
-            out[k] = copy.deepcopy(v)
+            out[k] = _strip_inherit(v)
             for s in [s for s in sources if s.startswith(key + ".")]:
                 del sources[s]
-            _record(sources, v, key, origin)
-        sources[key] = origin
+            if isinstance(out[k], dict):
+                own: dict[str, str] = {}
+                _record(own, out[k], key, fallback)
+                for s in own:
+                    sources[s] = origins.get(s, fallback)
+        sources[key] = origins.get(key, fallback)
     return out
 
 
-def _load_recursive(path: Path, sources: dict[str, str], chain: tuple[Path, ...]) -> dict:
-    path = path.resolve() if path.is_absolute() else path
+def _load_recursive(path: Path, chain: tuple[Path, ...]) -> tuple[dict, dict[str, str]]:
+    """The merged data of ``path`` and its ``_base_`` chain, and where each key came from."""
     if path.resolve() in chain:
         names = " -> ".join(str(p) for p in (*chain, path.resolve()))
         raise ConfigError(f"{path}: circular _base_ inheritance: {names}")
     data = _read_yaml(path)
     bases = data.pop(BASE_KEY, None)
     merged: dict = {}
+    sources: dict[str, str] = {}
     if bases is not None:
         if isinstance(bases, str):
             bases = [bases]
@@ -120,8 +142,11 @@ def _load_recursive(path: Path, sources: dict[str, str], chain: tuple[Path, ...]
             base_path = (path.parent / b) if not Path(b).is_absolute() else Path(b)
             if not base_path.is_file():
                 raise ConfigError(f"{path}: {BASE_KEY} file '{b}' not found (looked at {base_path})")
-            merged = _merge(merged, _load_recursive(base_path, sources, (*chain, path.resolve())), sources, "", str(base_path))
-    return _merge(merged, data, sources, "", str(path))
+            base_data, base_sources = _load_recursive(base_path, (*chain, path.resolve()))
+            merged = _merge(merged, base_data, sources, "", base_sources, str(base_path))
+    own: dict[str, str] = {}
+    _record(own, data, "", str(path))
+    return _merge(merged, data, sources, "", own, str(path)), sources
 
 
 def parse_opts(opts: list[str] | None) -> list[tuple[str, Any]]:
@@ -145,8 +170,7 @@ def parse_opts(opts: list[str] | None) -> list[tuple[str, Any]]:
 def load_config(path: str | Path, opts: list[str] | None = None) -> Config:
     """Read a YAML config with its ``_base_`` chain and apply ``--opts`` overrides."""
     path = Path(path)
-    sources: dict[str, str] = {}
-    data = _load_recursive(path, sources, ())
+    data, sources = _load_recursive(path, ())
     for key, value in parse_opts(opts):
         parts = key.split(".")
         node = data
@@ -154,11 +178,14 @@ def load_config(path: str | Path, opts: list[str] | None = None) -> Config:
             nxt = node.get(part)
             if nxt is None:
                 nxt = node[part] = {}
+                sources[".".join(parts[: i + 1])] = "--opts"
             if not isinstance(nxt, dict):
                 where = ".".join(parts[: i + 1])
                 raise ConfigError(f"--opts: cannot set '{key}': '{where}' is a {type(nxt).__name__}, not a section")
             node = nxt
         node[parts[-1]] = value
+        for s in [s for s in sources if s.startswith(key + ".")]:
+            del sources[s]  # a replaced section's old keys are gone
         sources[key] = "--opts"
         _record(sources, value, key, "--opts")
     return Config(data, str(path), sources)
@@ -228,7 +255,14 @@ def coerce(value: Any, tp: Any) -> Any:
         return None if value is None else _NO
     origin = get_origin(tp)
     if origin is Literal:
-        return value if value in get_args(tp) else _NO
+        args = get_args(tp)
+        if isinstance(value, bool):
+            if any(a is value for a in args):
+                return value
+            # YAML 1.1 reads on/off/yes/no/true/false as booleans: map them back to the spelled choice
+            words = ("on", "yes", "true") if value else ("off", "no", "false")
+            return next((a for a in args if isinstance(a, str) and a.lower() in words), _NO)
+        return value if value in args else _NO
     if origin in (Union, types.UnionType):
         for arg in get_args(tp):
             got = coerce(value, arg)
@@ -370,7 +404,7 @@ def build_typed(
     if "type" not in spec:
         raise ConfigError(f"{cfg.where(prefix)}: missing 'type' (one of: {', '.join(sorted(table))})")
     name = spec["type"]
-    if name not in table:
+    if not isinstance(name, str) or name not in table:
         raise ConfigError(f"{cfg.where(prefix + '.type')}: unknown type '{name}'{did_you_mean(str(name), table)}")
     fn = table[name]
     body = {k: v for k, v in spec.items() if k != "type"}

@@ -35,8 +35,9 @@ class Segmentor(nn.Module):
         scales: test-time scales (1.0 = none).
         flip: also predict the horizontally flipped image and average.
         fusion: how test-time augmentations are combined: ``"logits"`` averages
-            raw logits (PaddleSeg 2.8+), ``"softmax"`` sums probabilities
-            (PaddleSeg 2.1-2.7, used for PP-LiteSeg's published numbers).
+            raw logits, every scale resized from the input (PaddleSeg 2.8+);
+            ``"softmax"`` sums probabilities, each scale resized from the previous
+            scale's image (PaddleSeg 2.1-2.7, used for PP-LiteSeg's published numbers).
 
     Example:
         >>> seg = Segmentor(create_model("lraspp_mobilenetv3_large", num_classes=11))
@@ -67,6 +68,9 @@ class Segmentor(nn.Module):
         for name, v in (("crop_size", crop_size), ("stride", stride)):
             if v is not None and (len(v) != 2 or min(v) < 1):
                 raise ConfigError(f"{name} must be two positive integers (w, h), got {v}")
+        if crop_size is not None and stride is not None and (stride[0] > crop_size[0] or stride[1] > crop_size[1]):
+            raise ConfigError(f"stride {list(stride)} is larger than crop_size {list(crop_size)}: "
+                              "sliding windows would leave pixels unpredicted")
         if not scales or any(s <= 0 for s in scales):
             raise ConfigError(f"scales must be positive numbers, got {list(scales)}")
         if fusion not in ("logits", "softmax"):
@@ -136,9 +140,14 @@ class Segmentor(nn.Module):
         if self.scales == (1.0,) and not self.flip:
             return self._infer(x).float()
         fused: Tensor | None = None
+        xs = x
         for s in self.scales:
-            xs = x if s == 1.0 else F.interpolate(
-                x, size=(int(h * s + 0.5), int(w * s + 0.5)), mode="bilinear", align_corners=False)
+            size = (int(h * s + 0.5), int(w * s + 0.5))
+            # "logits" (2.8+) resizes every scale from the input; "softmax" (2.1-2.7) resized each
+            # scale from the previous scale's image (spec §11.13)
+            src = xs if self.fusion == "softmax" else x
+            xs = src if tuple(src.shape[-2:]) == size else F.interpolate(
+                src, size=size, mode="bilinear", align_corners=False)
             for flipped in ((False, True) if self.flip else (False,)):
                 inp = torch.flip(xs, dims=[3]) if flipped else xs
                 out = self._infer(inp).float()

@@ -9,7 +9,6 @@ raised as :class:`ppseg.errors.DataError` with a message naming the file.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -17,6 +16,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ppseg.errors import DataError
+from ppseg.fileio import atomic_open
 
 __all__ = ["read_image", "read_label", "read_label_raw", "write_png_atomic"]
 
@@ -134,12 +134,5 @@ def write_png_atomic(
     else:
         raise DataError(f"cannot write '{p}': unsupported array shape {arr.shape}")
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            im.save(fh, format="PNG")
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(p, fsync=False) as fh:
+        im.save(fh, format="PNG")

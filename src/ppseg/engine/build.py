@@ -23,7 +23,7 @@ from typing import Any
 
 from torch import nn
 
-from ..config import Config, build_kwargs, build_typed, check_keys
+from ..config import _NO, Config, build_kwargs, build_typed, check_keys, coerce
 from ..data.datasets import DATASETS, SegDataset
 from ..data.transforms import TRANSFORMS, Compose
 from ..errors import ConfigError
@@ -81,7 +81,7 @@ def model_spec(cfg: Config, num_classes: int | None = None) -> tuple[str, dict[s
     if "type" not in spec:
         raise ConfigError(f"{cfg.where('model')}: missing 'type' (a registered model, e.g. {next(iter(MODELS))})")
     name = spec.pop("type")
-    if name not in MODELS:
+    if not isinstance(name, str) or name not in MODELS:
         build_typed({"type": name}, MODELS, cfg, "model")  # raises the did-you-mean error
     kwargs = build_kwargs(spec, MODELS[name], cfg, "model")
     if num_classes is not None:
@@ -126,16 +126,20 @@ def build_losses(cfg: Config) -> tuple[list[nn.Module], list[float]]:
             "losses": lambda v, k: [build_one(x, f"{k}[{i}]") for i, x in enumerate(v or [])]})
 
     losses = [build_one(t, f"loss.types[{i}]") for i, t in enumerate(types)]
-    coef = spec.get("coef", [1.0] * len(losses))
-    if not isinstance(coef, list) or not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in coef):
-        raise ConfigError(f"{cfg.where('loss.coef')}: expected a list of numbers, got {coef!r}")
+    coef = coerce(spec.get("coef", [1.0] * len(losses)), list[float])
+    if coef is _NO:
+        raise ConfigError(f"{cfg.where('loss.coef')}: expected a list of numbers, got {spec.get('coef')!r}")
     if len(losses) != 1 and len(coef) != len(losses):
         raise ConfigError(f"{cfg.where('loss.coef')}: {len(coef)} coefficients for {len(losses)} loss types")
     return losses, [float(c) for c in coef]
 
 
 def build_options(cfg: Config) -> TrainOptions:
-    return TrainOptions(**build_kwargs(_section(cfg, "train", required=False) or {}, TrainOptions, cfg, "train"))
+    kwargs = build_kwargs(_section(cfg, "train", required=False) or {}, TrainOptions, cfg, "train")
+    try:
+        return TrainOptions(**kwargs)
+    except ConfigError as e:
+        raise ConfigError(f"{cfg.where('train')}: {e}") from None
 
 
 @dataclass
@@ -153,7 +157,7 @@ class OptimSpec:
 
 def optim_spec(cfg: Config) -> OptimSpec:
     spec = dict(_section(cfg, "optimizer") or {})
-    if spec.get("type") not in OPTIMIZERS:
+    if not isinstance(spec.get("type"), str) or spec["type"] not in OPTIMIZERS:
         build_typed({"type": spec.get("type")}, OPTIMIZERS, cfg, "optimizer")  # did-you-mean error
     name = spec.pop("type")
     kwargs = build_kwargs(spec, OPTIMIZERS[name], cfg, "optimizer", exclude=("model",))

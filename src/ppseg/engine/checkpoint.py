@@ -13,8 +13,7 @@ the target, so a kill never leaves a half-written checkpoint behind.
 
 from __future__ import annotations
 
-import os
-import tempfile
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,25 +21,15 @@ import torch
 from torch import nn
 
 from ..errors import PPSegError
+from ..fileio import atomic_open
 
 FORMAT = "ppseg"
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` to a temp file next to ``path``, fsync, then rename over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path) as f:
+        torch.save(obj, f)
 
 
 def weights_file(model_name: str, model_kwargs: dict, state_dict: dict, **meta: Any) -> dict:
@@ -100,6 +89,8 @@ def prune_checkpoints(folder: Path, keep: int) -> None:
     """Keep only the newest ``keep`` ``iter_*.pt`` files (``keep <= 0``: keep all)."""
     if keep <= 0:
         return
-    files = sorted(folder.glob("iter_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+    numbered = [(int(m.group(1)), p) for p in folder.glob("iter_*.pt")
+                if (m := re.fullmatch(r"iter_(\d+)\.pt", p.name))]  # leave other names alone
+    files = [p for _, p in sorted(numbered)]
     for old in files[:-keep]:
         old.unlink(missing_ok=True)

@@ -47,6 +47,36 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
+_SYNC_GROUP = None
+
+
+def _sync_all_reduce(t: Tensor) -> Tensor:
+    """Differentiable all-reduce (sum) on a process group of its own.
+
+    A separate group keeps these collectives from interleaving with the
+    gradient all-reduces that DDP issues asynchronously during backward.
+    """
+    global _SYNC_GROUP
+    if _SYNC_GROUP is None:
+        _SYNC_GROUP = dist.new_group(backend="gloo")
+    return _AllReduceSum.apply(t, _SYNC_GROUP)
+
+
+class _AllReduceSum(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, t: Tensor, group) -> Tensor:  # type: ignore[override]
+        ctx.group = group
+        out = t.clone()
+        dist.all_reduce(out, group=group)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        grad = grad.clone()
+        dist.all_reduce(grad, group=ctx.group)
+        return grad, None
+
+
 class CPUSyncBatchNorm(nn.BatchNorm2d):
     """BatchNorm whose batch statistics are reduced over all processes, on any backend.
 
@@ -58,23 +88,22 @@ class CPUSyncBatchNorm(nn.BatchNorm2d):
     def forward(self, x: Tensor) -> Tensor:
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         xf = x.float()
-        n = torch.tensor([x.numel() / x.shape[1]], dtype=torch.float32, device=x.device)
-        stats = torch.cat([xf.sum(dim=(0, 2, 3)), (xf * xf).sum(dim=(0, 2, 3)), n])
-        stats = all_reduce(stats)
         c = x.shape[1]
-        count = stats[-1]
-        mean = stats[:c] / count
-        var = stats[c:2 * c] / count - mean * mean
+        # Two passes (mean, then centred squares): E[x²] − E[x]² loses precision in float32.
+        n = torch.tensor([x.numel() / c], dtype=torch.float32, device=x.device)
+        first = _sync_all_reduce(torch.cat([xf.sum(dim=(0, 2, 3)), n]))
+        count = first[-1]
+        mean = first[:c] / count
+        centred = xf - mean.view(1, -1, 1, 1)
+        var = _sync_all_reduce((centred * centred).sum(dim=(0, 2, 3))) / count
         with torch.no_grad():
             if self.track_running_stats and self.running_mean is not None:
                 m = self.momentum if self.momentum is not None else 0.1
                 self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
                 self.running_var.mul_(1 - m).add_(var.detach() * count / max(count - 1, 1), alpha=m)
                 self.num_batches_tracked += 1
-        y = (xf - mean.view(1, -1, 1, 1)) / torch.sqrt(var.view(1, -1, 1, 1) + self.eps)
+        y = centred / torch.sqrt(var.view(1, -1, 1, 1) + self.eps)
         if self.affine:
             y = y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
         return y.to(x.dtype)

@@ -46,11 +46,25 @@ def parse_rules(rules: Sequence[dict] | None, where: str = "optimizer.param_grou
         if unknown:
             raise ConfigError(f"{where}[{i}]: unknown key '{sorted(unknown)[0]}' (allowed: match, lr_mult, weight_decay)")
         match = r["match"]
-        match = (match,) if isinstance(match, str) else tuple(match)
+        match = (match,) if isinstance(match, str) else tuple(match) if isinstance(match, (list, tuple)) else ()
         if not match or not all(isinstance(m, str) and m for m in match):
             raise ConfigError(f"{where}[{i}].match: expected a non-empty string or list of strings, got {r['match']!r}")
+        lr_mult = _number(r.get("lr_mult", 1.0), f"{where}[{i}].lr_mult")
         wd = r.get("weight_decay")
-        out.append(ParamRule(match, float(r.get("lr_mult", 1.0)), None if wd is None else float(wd)))
+        out.append(ParamRule(match, lr_mult, None if wd is None else _number(wd, f"{where}[{i}].weight_decay")))
+    return out
+
+
+def _number(value: object, where: str) -> float:
+    """A non-negative float (YAML 1.1 reads ``1e-4`` as a string: accept that too)."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        out = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: expected a non-negative number, got {value!r}") from None
+    if not out >= 0:
+        raise ConfigError(f"{where}: expected a non-negative number, got {value!r}")
     return out
 
 

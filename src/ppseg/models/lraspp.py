@@ -114,7 +114,7 @@ class LRASPP(nn.Module):
         self._init_head()
 
     def _init_head(self) -> None:
-        """Kaiming-normal head convs (zero bias); BN (1, 0). The backbone keeps its own init."""
+        """Kaiming-normal head convs (zero bias), classifiers N(0, 0.01); BN (1, 0). The backbone keeps its own init."""
         for name, m in self.named_modules():
             if name.startswith("backbone"):
                 continue
@@ -125,6 +125,10 @@ class LRASPP(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        # Classifiers start near zero: initial logits ~0 (loss ≈ ln C), calm first steps.
+        classifiers = [self.high_classifier, self.low_classifier] + ([self.aux[-1]] if self.aux is not None else [])
+        for conv in classifiers:
+            nn.init.normal_(conv.weight, std=0.01)
 
     def forward(self, x: Tensor) -> Tensor | list[Tensor]:
         """Segment a normalised NCHW batch.
