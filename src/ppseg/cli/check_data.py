@@ -14,6 +14,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 HELP = "check a dataset (config or directory) for problems"
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
                 s.kwargs["ignore_index"] = args.ignore_index
     ok = True
     for spec in specs:
-        report = check_dataset(spec, num_workers=args.num_workers, progress=True)
+        report = check_dataset(spec, num_workers=args.num_workers, progress=sys.stderr.isatty())
         print(report.format())
         print()
         ok = ok and report.ok

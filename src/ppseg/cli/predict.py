@@ -8,6 +8,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     segmentor = load_segmentor(cfg, args.model, dataset.num_classes, args)
     root = Path(args.input) if Path(args.input).is_dir() else None
     written = predict_files(segmentor, files, args.save_dir, transforms, np.asarray(dataset.palette, dtype=np.uint8),
-                            device=device_of(args.device), root=root, alpha=args.alpha, progress=True)
+                            device=device_of(args.device), root=root, alpha=args.alpha, progress=sys.stderr.isatty())
     out = Path(args.save_dir)
     print(f"{len(written)} image(s) -> {out / 'labels'}, {out / 'pseudo_color'}, {out / 'overlay'}")
     return 0

@@ -9,6 +9,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     device = device_of(args.device)
     segmentor.to(device)
     workers = opts.num_workers if args.num_workers is None else args.num_workers
-    metrics = evaluate(segmentor, dataset, device=device, num_workers=workers, progress=True)
+    metrics = evaluate(segmentor, dataset, device=device, num_workers=workers, progress=sys.stderr.isatty())
     print(metrics.table(dataset.class_names))
     res = metrics.compute()
     print(f"images: {len(dataset)}  mode: {segmentor.mode}  scales: {list(segmentor.scales)}  flip: {segmentor.flip}")

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from ..data.datasets import SegDataset, collate
 from ..metrics import SegMetrics
 from ..segmentor import Segmentor, reverse_transform
-from .loader import make_eval_loader
+from .loader import make_eval_loader, user_errors
 
 
 @torch.no_grad()
@@ -33,7 +33,7 @@ def evaluate(segmentor: Segmentor, dataset: SegDataset, *, device: torch.device 
     autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if amp == "bf16"
                 else torch.autocast(device_type=device.type, dtype=torch.float16) if amp == "fp16"
                 else torch.autocast(device_type=device.type, enabled=False))
-    for batch in loader:
+    for batch in user_errors(loader):
         images = batch["img"].to(device)
         label = batch["label"]
         with autocast:

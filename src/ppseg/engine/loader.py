@@ -10,7 +10,7 @@ workers and whether or not the run was resumed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -89,3 +89,24 @@ def make_eval_loader(dataset: Dataset, num_workers: int, collate, rank: int = 0,
     return DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=1, shuffle=False,
                       num_workers=num_workers, collate_fn=collate,
                       worker_init_fn=_worker_init if num_workers else None)
+
+
+def user_errors(batches: Iterable) -> Iterator:
+    """Iterate ``batches``, turning a user-input error raised in a loader worker back into one line.
+
+    DataLoader re-raises a worker's exception with the worker's traceback in its
+    message; the last line of that traceback is the original error.
+    """
+    iterator = iter(batches)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except PPSegError as e:
+            text = str(e)
+            if "Traceback" not in text:
+                raise
+            last = text.strip().splitlines()[-1]
+            raise type(e)(last.split(": ", 1)[1] if ": " in last else last) from None
+        yield batch

@@ -47,7 +47,7 @@ from . import build, dist
 from .checkpoint import atomic_save, load_file, prune_checkpoints, weights_file
 from .ema import ModelEMA
 from .evaluate import evaluate
-from .loader import TrainBatchSampler, make_train_loader
+from .loader import TrainBatchSampler, make_train_loader, user_errors
 from .plots import plot_curves
 
 log = logging.getLogger("ppseg.train")
@@ -302,6 +302,20 @@ class Trainer:
     def train(self) -> Path:
         """Run to ``iters``; returns the run directory."""
         self._setup_run_dir()
+        try:
+            return self._train()
+        except PPSegError as e:
+            log.error("[failed] at iteration %d: %s (the run is incomplete: no last_model.pt; "
+                      "fix the input and continue with --resume)", self.iter, e)
+            raise
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+            if getattr(self, "_log_handler", None) is not None:
+                logging.getLogger("ppseg").removeHandler(self._log_handler)
+                self._log_handler.close()
+
+    def _train(self) -> Path:
         opts = self.opts
         sampler = TrainBatchSampler(len(self.train_set), self.batch_size, self.seed, self.rank, self.world,
                                     start_iter=self.iter)
@@ -321,7 +335,7 @@ class Trainer:
 
             progress = tqdm(total=self.iters, initial=self.iter, dynamic_ncols=True, unit="it")
         self.ddp.train()
-        data_iter = iter(loader)
+        data_iter = iter(user_errors(loader))
         window_loss: list[float] = []
         window_terms: dict[str, list[float]] = {}
         t_window = time.perf_counter()
@@ -392,11 +406,6 @@ class Trainer:
             summary = ", ".join(f"best {k} mIoU={v['miou']:.4f} @ iter {v['iter']}" for k, v in self.best.items())
             log.info("[done] %d iters in %s%s; outputs in %s", self.iter - start_iter,
                      _fmt_eta(time.perf_counter() - t_start), f"; {summary}" if summary else "", self.save_dir)
-        if self.writer is not None:
-            self.writer.close()
-        if getattr(self, "_log_handler", None) is not None:
-            logging.getLogger("ppseg").removeHandler(self._log_handler)
-            self._log_handler.close()
         dist.barrier()
         return self.save_dir
 
