@@ -241,3 +241,14 @@ def test_bf16_training_on_cpu_runs(trained, capsys, tmp_path):
                            "--opts", "train.amp=bf16", "iters=2", "train.eval_interval=0")
     assert code == 0 and "amp bf16" in out
     assert (tmp_path / "r" / "last_model.pt").is_file()
+
+
+def test_predict_needs_no_dataset_files(trained, capsys, tmp_path):
+    """Deployment: a config and a checkpoint are enough; the training data need not be there."""
+    root, data, _ = trained
+    cfg = tiny_config(tmp_path / "nowhere", tmp_path / "run")
+    path = write_config(tmp_path / "c.yml", cfg)
+    code, _, err = run_cli(capsys, "predict", "-c", str(path), "--model", str(root / "run" / "best_model.pt"),
+                           "--input", str(data / "images" / "val" / "000.png"), "--save-dir", str(tmp_path / "o"))
+    assert code == 0, err
+    assert (tmp_path / "o" / "labels" / "000.png").is_file()

@@ -67,7 +67,7 @@ def test_sigkill_then_resume_gives_the_same_weights(tmp_path, synthetic_data):
 
 def test_run_directory_contents(tmp_path, synthetic_data):
     cfg = write_config(tmp_path / "c.yml", tiny_config(synthetic_data, tmp_path / "run", **{
-        "train.keep_checkpoint_max": 2, "train.save_confusion_matrix": True}))
+        "train.keep_checkpoint_max": 2, "train.save_confusion_matrix": True, "train.tensorboard": True}))
     out = subprocess.run(ppseg_cmd("train", "-c", str(cfg)), env=_env(), capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     run = tmp_path / "run"
@@ -76,6 +76,12 @@ def test_run_directory_contents(tmp_path, synthetic_data):
         assert (run / name).is_file(), name
     assert sorted(p.name for p in (run / "checkpoints").glob("iter_*.pt")) == ["iter_4.pt", "iter_6.pt"]
     assert list(run.glob("confusion_iter_*.png"))
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        assert list((run / "tensorboard").glob("events.out.tfevents.*")), "TensorBoard scalars missing"
     log = (run / "train.log").read_text()
     assert "loss=" in log and "ips=" in log and "eta=" in log and "mIoU=" in log
     # a resumed run that is already complete does no more work and keeps the weights

@@ -353,6 +353,7 @@ def build_kwargs(
     *,
     exclude: typing.Iterable[str] = (),
     builders: Mapping[str, Callable[[Any, str], Any]] | None = None,
+    required: bool = True,
 ) -> dict[str, Any]:
     """Validate ``spec`` against ``fn``'s signature and return converted kwargs.
 
@@ -364,6 +365,7 @@ def build_kwargs(
         exclude: parameters the caller fills itself (not allowed in the section).
         builders: per-key functions ``(value, dotted_key) -> object`` for nested
             sections (e.g. ``transforms``), applied instead of type coercion.
+        required: raise when a parameter without a default is missing.
     """
     params = {k: v for k, v in signature_params(fn).items() if k not in set(exclude)}
     builders = builders or {}
@@ -380,7 +382,7 @@ def build_kwargs(
             raise ConfigError(f"{cfg.where(key)}: expected {_type_name(tp)}, got {value!r}")
         out[name] = got
     missing = [n for n, (_, d) in params.items() if d is inspect.Parameter.empty and n not in out]
-    if missing:
+    if missing and required:
         raise ConfigError(f"{cfg.where(prefix)}: missing required key '{missing[0]}'")
     return out
 

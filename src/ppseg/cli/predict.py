@@ -11,8 +11,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from .common import add_config_args, add_inference_args, device_of, inference_overrides, load_config_args, load_segmentor
 
 HELP = "predict label maps and overlays for images"
@@ -37,15 +35,14 @@ def run(args: argparse.Namespace) -> int:
     files = collect_images(args.input)
     if not 0 <= args.alpha <= 1:
         raise ConfigError(f"--alpha must be in [0, 1], got {args.alpha}")
-    section = cfg.get("val_dataset") or cfg.get("train_dataset")
-    if not section:
-        raise ConfigError(f"{cfg.path}: needs a val_dataset (its transforms, num_classes and palette)")
     key = "val_dataset" if cfg.get("val_dataset") else "train_dataset"
-    dataset = build.build_dataset(cfg, key, "val")
-    transforms = build.build_transforms(cfg, section.get("transforms"), f"{key}.transforms")
-    segmentor = load_segmentor(cfg, args.model, dataset.num_classes, args)
+    if not cfg.get(key):
+        raise ConfigError(f"{cfg.path}: needs a val_dataset section (its transforms, num_classes and palette)")
+    meta = build.dataset_meta(cfg, key)  # the dataset's files need not be here
+    transforms = build.build_transforms(cfg, cfg[key].get("transforms"), f"{key}.transforms")
+    segmentor = load_segmentor(cfg, args.model, meta.num_classes, args)
     root = Path(args.input) if Path(args.input).is_dir() else None
-    written = predict_files(segmentor, files, args.save_dir, transforms, np.asarray(dataset.palette, dtype=np.uint8),
+    written = predict_files(segmentor, files, args.save_dir, transforms, meta.palette,
                             device=device_of(args.device), root=root, alpha=args.alpha, progress=sys.stderr.isatty())
     out = Path(args.save_dir)
     print(f"{len(written)} image(s) -> {out / 'labels'}, {out / 'pseudo_color'}, {out / 'overlay'}")

@@ -103,6 +103,24 @@ class SegDataset(_TorchDataset):
         self.samples: list[tuple[str, str | None]] = []
 
     # ------------------------------------------------------------------ hooks
+    # Layouts with a fixed class set (Cityscapes, ADE20K) override these.
+    DEFAULT_NUM_CLASSES: int | None = None
+    DEFAULT_CLASS_NAMES: Sequence[str] | None = None
+    DEFAULT_PALETTE: Sequence[Sequence[int]] | np.ndarray | None = None
+
+    @classmethod
+    def with_defaults(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """``kwargs`` with the layout's default num_classes, class names and palette filled in."""
+        out = dict(kwargs)
+        if cls.DEFAULT_NUM_CLASSES is not None:
+            out.setdefault("num_classes", cls.DEFAULT_NUM_CLASSES)
+            if out["num_classes"] == cls.DEFAULT_NUM_CLASSES:
+                if cls.DEFAULT_CLASS_NAMES is not None:
+                    out.setdefault("class_names", list(cls.DEFAULT_CLASS_NAMES))
+                if cls.DEFAULT_PALETTE is not None:
+                    out.setdefault("palette", np.asarray(cls.DEFAULT_PALETTE).tolist())
+        return out
+
     def invalid_values(self, values: np.ndarray) -> np.ndarray:
         """Return the raw label values (from a label file) that are not allowed."""
         v = np.asarray(values)
@@ -324,12 +342,12 @@ class CityscapesDataset(SegDataset):
     ``split`` defaults to ``mode``.
     """
 
+    DEFAULT_NUM_CLASSES = 19
+    DEFAULT_CLASS_NAMES = CITYSCAPES_CLASSES
+    DEFAULT_PALETTE = CITYSCAPES_PALETTE
+
     def __init__(self, *, dataset_root: str, split: str | None = None, **common: Any):
-        common.setdefault("num_classes", 19)
-        if common["num_classes"] == 19:
-            common.setdefault("class_names", CITYSCAPES_CLASSES)
-            common.setdefault("palette", CITYSCAPES_PALETTE)
-        super().__init__(**common)
+        super().__init__(**self.with_defaults(common))
         self.dataset_root, self.split = str(dataset_root), split or self.mode
         img_root = Path(self.dataset_root, "leftImg8bit", self.split)
         if not img_root.is_dir():
@@ -349,10 +367,11 @@ class ADE20KDataset(SegDataset):
     ``split`` is ``training``/``validation`` (or ``train``/``val``), default from ``mode``.
     """
 
+    DEFAULT_NUM_CLASSES = 150
+
     def __init__(self, *, dataset_root: str, split: str | None = None, **common: Any):
-        common.setdefault("num_classes", 150)
         common.setdefault("ignore_index", IGNORE_INDEX)
-        super().__init__(**common)
+        super().__init__(**self.with_defaults(common))
         root = Path(dataset_root)
         if (root / "ADEChallengeData2016").is_dir():
             root = root / "ADEChallengeData2016"

@@ -21,10 +21,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from ..config import _NO, Config, build_kwargs, build_typed, check_keys, coerce
 from ..data.datasets import DATASETS, SegDataset
+from ..data.palette import default_palette
 from ..data.transforms import TRANSFORMS, Compose
 from ..errors import ConfigError
 from ..losses import LOSSES
@@ -73,6 +75,35 @@ def build_dataset(cfg: Config, key: str, mode: str) -> SegDataset:
         raise ConfigError(f"{cfg.where(key + '.mode')}: set by the section ({key} is always mode '{mode}'); remove it")
     return build_typed(spec, DATASETS, cfg, key, extra={"mode": mode},
                        builders={"transforms": lambda v, k: build_transforms(cfg, v, k).transforms})
+
+
+@dataclass
+class DatasetMeta:
+    """What inference needs from a dataset section, read without touching its files."""
+
+    num_classes: int
+    class_names: list[str]
+    palette: np.ndarray
+
+
+def dataset_meta(cfg: Config, key: str) -> DatasetMeta:
+    """num_classes, class names and palette of a dataset section (validated like the real build)."""
+    spec = _section(cfg, key)
+    assert spec is not None
+    kind = spec.get("type")
+    if not isinstance(kind, str) or kind not in DATASETS:
+        build_typed(spec, DATASETS, cfg, key)  # raises the did-you-mean error
+    cls = DATASETS[kind]
+    body = {k: v for k, v in spec.items() if k not in ("type", "transforms")}
+    kwargs = cls.with_defaults(build_kwargs(body, cls, cfg, key, exclude=("mode",), required=False))
+    n = kwargs.get("num_classes")
+    if not isinstance(n, int) or n < 1:
+        raise ConfigError(f"{cfg.where(key)}: missing 'num_classes'")
+    names = list(kwargs.get("class_names") or [f"class_{i}" for i in range(n)])
+    palette = np.asarray(kwargs.get("palette") if kwargs.get("palette") is not None else default_palette(n), np.uint8)
+    if len(names) != n or palette.shape != (n, 3):
+        raise ConfigError(f"{cfg.where(key)}: class_names / palette need {n} entries (num_classes)")
+    return DatasetMeta(n, names, palette)
 
 
 def model_spec(cfg: Config, num_classes: int | None = None) -> tuple[str, dict[str, Any]]:

@@ -257,7 +257,7 @@ class Trainer:
             label = "EMA " if prefix else ""
             log.info("[eval %s@ iter %d] mIoU=%.4f Acc=%.4f Kappa=%.4f mDice=%.4f",
                      label, self.iter, res["miou"], res["acc"], res["kappa"], res["mdice"])
-            log.info("%s", metrics.table(self.val_set.class_names))
+            log.info("per-class metrics:\n%s", metrics.table(self.val_set.class_names))
             for k in ("miou", "acc", "kappa", "mdice"):
                 self._scalar(f"val/{prefix}{k}", float(res[k]), self.iter)
             self.history[f"{prefix}miou"].append(float(res["miou"]))
