@@ -22,6 +22,7 @@ from .models import lraspp
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "lraspp_mobilenetv3_large": lraspp.lraspp_mobilenetv3_large,
+    "lraspp_mobilenetv3_small": lraspp.lraspp_mobilenetv3_small,
 }
 
 

@@ -1,7 +1,7 @@
 """Train a model from a YAML config (iteration-based, resumable, multi-process with torchrun).
 
 Examples:
-    ppseg train -c configs/lraspp/lraspp_mobilenetv3_camvid.yml
+    ppseg train -c configs/lraspp/lraspp_mobilenetv3_large_camvid.yml
     ppseg train -c CFG --opts iters=2000 batch_size=4 train.amp=bf16
     ppseg train -c CFG --resume                  # continue output/<name>/checkpoints/latest.pt
     torchrun --nproc_per_node 2 -m ppseg train -c CFG

@@ -13,6 +13,8 @@ Activations carry no parameters, so they never appear in a state dict.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -203,3 +205,15 @@ class SqueezeExcite(nn.Module):
         scale = F.adaptive_avg_pool2d(x, 1)
         scale = self.gate(self.conv2(self.relu(self.conv1(scale))))
         return x * scale
+
+
+def init_conv_bn(modules: Iterable[nn.Module]) -> None:
+    """Kaiming-normal (fan_out) convs with zero bias; BatchNorm weight 1, bias 0."""
+    for m in modules:
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

@@ -29,7 +29,7 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ppseg.models.layers import ConvBNAct
+from ppseg.models.layers import ConvBNAct, init_conv_bn
 from ppseg.models.mobilenetv3 import MobileNetV3
 
 __all__ = ["LRASPP", "lraspp_mobilenetv3_large", "lraspp_mobilenetv3_small"]
@@ -115,16 +115,7 @@ class LRASPP(nn.Module):
 
     def _init_head(self) -> None:
         """Kaiming-normal head convs (zero bias), classifiers N(0, 0.01); BN (1, 0). The backbone keeps its own init."""
-        for name, m in self.named_modules():
-            if name.startswith("backbone"):
-                continue
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_conv_bn(m for name, m in self.named_modules() if not name.startswith("backbone"))
         # Classifiers start near zero: initial logits ~0 (loss ≈ ln C), calm first steps.
         classifiers = [self.high_classifier, self.low_classifier] + ([self.aux[-1]] if self.aux is not None else [])
         for conv in classifiers:
@@ -154,6 +145,12 @@ class LRASPP(nn.Module):
         return outputs
 
 
+def _lraspp(variant: Literal["large", "small"], num_classes: int, in_channels: int, inter_channels: int,
+            aux_head: bool, dropout: float, output_stride: Literal[8, 16, 32], scale: float) -> LRASPP:
+    backbone = MobileNetV3(variant, scale=scale, in_channels=in_channels, output_stride=output_stride)
+    return LRASPP(num_classes, backbone=backbone, inter_channels=inter_channels, aux_head=aux_head, dropout=dropout)
+
+
 def lraspp_mobilenetv3_large(
     num_classes: int = 19,
     *,
@@ -179,16 +176,7 @@ def lraspp_mobilenetv3_large(
     Returns:
         The model.
     """
-    backbone = MobileNetV3(
-        "large", scale=scale, in_channels=in_channels, output_stride=output_stride
-    )
-    return LRASPP(
-        num_classes,
-        backbone=backbone,
-        inter_channels=inter_channels,
-        aux_head=aux_head,
-        dropout=dropout,
-    )
+    return _lraspp("large", num_classes, in_channels, inter_channels, aux_head, dropout, output_stride, scale)
 
 
 def lraspp_mobilenetv3_small(
@@ -206,13 +194,4 @@ def lraspp_mobilenetv3_small(
     The high-level branch uses the 96-ch last stage, the skip the 24-ch 1/8 feature and
     the auxiliary head the 48-ch 1/16 feature.
     """
-    backbone = MobileNetV3(
-        "small", scale=scale, in_channels=in_channels, output_stride=output_stride
-    )
-    return LRASPP(
-        num_classes,
-        backbone=backbone,
-        inter_channels=inter_channels,
-        aux_head=aux_head,
-        dropout=dropout,
-    )
+    return _lraspp("small", num_classes, in_channels, inter_channels, aux_head, dropout, output_stride, scale)

@@ -20,7 +20,7 @@ from typing import Literal, NamedTuple
 
 from torch import Tensor, nn
 
-from ppseg.models.layers import ConvBNAct, SqueezeExcite, make_divisible
+from ppseg.models.layers import ConvBNAct, SqueezeExcite, init_conv_bn, make_divisible
 
 __all__ = ["BlockConfig", "MobileNetV3", "ResidualUnit", "MOBILENETV3_CONFIGS"]
 
@@ -215,14 +215,7 @@ class MobileNetV3(nn.Module):
 
     def reset_parameters(self) -> None:
         """Kaiming-normal (fan_out) convs with zero bias, BatchNorm weight 1 / bias 0."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_conv_bn(self.modules())
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """Return the features of the ``out_indices`` blocks, in index order."""
