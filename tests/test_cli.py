@@ -252,3 +252,17 @@ def test_predict_needs_no_dataset_files(trained, capsys, tmp_path):
                            "--input", str(data / "images" / "val" / "000.png"), "--save-dir", str(tmp_path / "o"))
     assert code == 0, err
     assert (tmp_path / "o" / "labels" / "000.png").is_file()
+
+
+def test_load_segmentor_rebuilds_the_trained_model(trained):
+    """Python API: one call from a weights file to labels, with the training normalisation."""
+    import ppseg
+
+    root, data, _ = trained
+    seg = ppseg.load_segmentor(root / "run" / "best_model.pt")
+    assert seg.num_classes == 3 and not seg.training
+    image = torch.from_numpy(np.array(Image.open(data / "images" / "val" / "000.png"))).permute(2, 0, 1)[None]
+    labels = seg.predict(image)
+    assert labels.shape == (1, 48, 64) and int(labels.max()) < 3
+    assert seg.predict(image.float()).equal(labels)
+    assert ppseg.load_segmentor(root / "run" / "best_model.pt", flip=True).flip

@@ -12,9 +12,11 @@ from .errors import ConfigError, DataError, PPSegError
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "create_model", "list_models", "Segmentor", "PPSegError", "ConfigError", "DataError"]
+__all__ = ["__version__", "create_model", "list_models", "load_segmentor", "Segmentor",
+           "PPSegError", "ConfigError", "DataError"]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .engine.checkpoint import load_segmentor
     from .registry import create_model, list_models
     from .segmentor import Segmentor
 
@@ -24,6 +26,10 @@ def __getattr__(name: str) -> Any:
         from . import registry
 
         return getattr(registry, name)
+    if name == "load_segmentor":
+        from .engine.checkpoint import load_segmentor
+
+        return load_segmentor
     if name == "Segmentor":
         from .segmentor import Segmentor
 

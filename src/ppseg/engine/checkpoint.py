@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from ..errors import PPSegError
 from ..fileio import atomic_open
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..segmentor import Segmentor
 
 FORMAT = "ppseg"
 
@@ -94,3 +97,27 @@ def prune_checkpoints(folder: Path, keep: int) -> None:
     files = [p for _, p in sorted(numbered)]
     for old in files[:-keep]:
         old.unlink(missing_ok=True)
+
+
+def load_segmentor(path: str | Path, **overrides: Any) -> "Segmentor":
+    """Rebuild the model a weights file was saved from, load it, and wrap it for inference.
+
+    The file records the registry name, the model's kwargs and (for files written
+    by ``ppseg train``) the segmentor's mean/std and inference mode; ``overrides``
+    replace any of the latter (e.g. ``flip=True``).
+
+    Example:
+        >>> seg = ppseg.load_segmentor("output/camvid/best_model.pt")
+        >>> labels = seg.predict(images)          # RGB 0..255, [N, 3, H, W]
+    """
+    from ..registry import create_model
+    from ..segmentor import Segmentor
+
+    ckpt = load_file(path)
+    name = ckpt.get("model")
+    if not name:
+        raise PPSegError(f"{path}: the checkpoint does not record its model name")
+    model = create_model(name, **ckpt.get("model_kwargs", {}))
+    load_weights(model, ckpt, path, name)
+    kwargs = {**dict(ckpt.get("meta", {}).get("segmentor", {})), **overrides}
+    return Segmentor(model, **kwargs).eval()

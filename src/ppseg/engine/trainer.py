@@ -130,7 +130,7 @@ class Trainer:
         self.model_name, self.model_kwargs = build.model_spec(cfg, self.train_set.num_classes)
         self.losses, self.loss_coef = build.build_losses(cfg)
         self.optim_spec = build.optim_spec(cfg)
-        build.segmentor_kwargs(cfg)
+        self.segmentor_kwargs = build.segmentor_kwargs(cfg)
         self.save_dir = Path(save_dir or self.opts.save_dir or Path("output") / Path(cfg.path).stem)
         self.resume_from = self._resume_path(resume)
 
@@ -218,7 +218,8 @@ class Trainer:
 
     def _save_weights(self, name: str, model: nn.Module, **meta: Any) -> None:
         atomic_save(weights_file(self.model_name, self.model_kwargs, model.state_dict(),
-                                 ppseg_version=__version__, config=str(self.cfg.path), **meta),
+                                 ppseg_version=__version__, config=str(self.cfg.path),
+                                 segmentor=self.segmentor_kwargs, class_names=self.train_set.class_names, **meta),
                     self.save_dir / name)
 
     def _setup_run_dir(self) -> None:
