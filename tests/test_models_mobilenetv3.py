@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +11,8 @@ from torch import nn
 
 from ppseg.models import ConvBNAct, MobileNetV3, PaddleHardsigmoid, ResidualUnit, SqueezeExcite
 from ppseg.models.layers import get_activation, make_divisible
+from parity import PARITY_DIR, load_fixture, tensor_by_rule
 
-PARITY_DIR = Path(__file__).resolve().parents[2] / "shared" / "spec" / "parity"
 FIXTURE = "pp_humansegv2_lite_portrait"
 
 
@@ -27,26 +25,11 @@ def _paddle_to_torch_key(key: str) -> str:
 
 
 def _tensor_by_rule(name: str, shape: tuple[int, ...], seed: int) -> np.ndarray:
-    """Weight rule of the parity fixtures (shared/spec/parity/README.md)."""
-    rs = np.random.RandomState((zlib.crc32(name.encode("utf-8")) + seed) % 2**32)
-    if name.endswith("_variance"):
-        v = rs.uniform(0.5, 1.5, shape)
-    elif name.endswith("_mean"):
-        v = rs.standard_normal(shape) * 0.1
-    elif len(shape) >= 2:
-        v = rs.standard_normal(shape) * np.sqrt(1.0 / int(np.prod(shape[1:])))
-    elif name.endswith("weight"):
-        v = rs.uniform(0.5, 1.5, shape)
-    else:
-        v = rs.standard_normal(shape) * 0.1
-    return np.asarray(v).astype(np.float32)
+    return tensor_by_rule(name, shape, seed)
 
 
 def _load_fixture() -> dict:
-    path = PARITY_DIR / f"{FIXTURE}.json"
-    if not path.is_file():
-        pytest.skip(f"parity fixture {path} not present")
-    return json.loads(path.read_text())
+    return load_fixture(FIXTURE)[0]
 
 
 def test_make_divisible() -> None:
