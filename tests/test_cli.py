@@ -174,10 +174,11 @@ def test_label_out_of_range_is_one_line(trained, capsys, tmp_path):
 
 def test_checkpoint_of_another_model_is_refused(trained, capsys, tmp_path):
     root, data, _ = trained
-    cfg = tiny_config(data, tmp_path / "run", **{"model.inter_channels": 64})
+    cfg = tiny_config(data, tmp_path / "run", **{"model.type": "lraspp_mobilenetv3_small"})
     path = write_config(tmp_path / "c.yml", cfg)
     code, _, err = run_cli(capsys, "val", "-c", str(path), "--model", str(root / "run" / "best_model.pt"))
-    assert_one_line_error(code, err, "best_model.pt", "does not match")
+    assert_one_line_error(code, err, "best_model.pt", "does not match", "lraspp_mobilenetv3_large",
+                          "lraspp_mobilenetv3_small")
 
 
 def test_not_a_checkpoint_is_refused(trained, capsys, tmp_path):
@@ -266,3 +267,12 @@ def test_load_segmentor_rebuilds_the_trained_model(trained):
     assert labels.shape == (1, 48, 64) and int(labels.max()) < 3
     assert seg.predict(image.float()).equal(labels)
     assert ppseg.load_segmentor(root / "run" / "best_model.pt", flip=True).flip
+
+
+def test_checkpoint_with_other_inference_kwargs_is_refused(trained, capsys, tmp_path):
+    """Same shapes, different function: a checkpoint trained with output_stride 32 vs a config with 16."""
+    root, data, _ = trained
+    cfg = tiny_config(data, tmp_path / "run", **{"model.output_stride": 32})
+    code, _, err = run_cli(capsys, "val", "-c", str(write_config(tmp_path / "c.yml", cfg)),
+                           "--model", str(root / "run" / "best_model.pt"))
+    assert_one_line_error(code, err, "output_stride=16", "output_stride=32")
