@@ -18,11 +18,13 @@ from torch import nn
 
 from .config import coerce, did_you_mean, signature_params, _NO, _type_name
 from .errors import ConfigError
-from .models import lraspp
+from .models import lraspp, pp_mobileseg
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "lraspp_mobilenetv3_large": lraspp.lraspp_mobilenetv3_large,
     "lraspp_mobilenetv3_small": lraspp.lraspp_mobilenetv3_small,
+    "pp_mobileseg_base": pp_mobileseg.pp_mobileseg_base,
+    "pp_mobileseg_tiny": pp_mobileseg.pp_mobileseg_tiny,
 }
 
 

@@ -1,0 +1,216 @@
+"""PP-MobileSeg: parameter counts, Paddle key layout, parity with the reference, contract, ONNX."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import ppseg
+from ppseg.convert import paddle_to_torch_state
+from ppseg.errors import ConfigError
+from ppseg.models.pp_mobileseg import PPMobileSeg, pp_mobileseg_base, pp_mobileseg_tiny
+from ppseg.models.strideformer import AAM, AAMStride8, DropPath, StrideFormer
+
+from parity import load_fixture, paddle_state, tolerance
+
+FACTORIES = {"base": pp_mobileseg_base, "tiny": pp_mobileseg_tiny}
+FIXTURES = [f"pp_mobileseg_{v}_{g}" for v in ("tiny", "base") for g in ("sigmoid", "relu6")]
+
+
+def _model_for_fixture(meta: dict) -> PPMobileSeg:
+    """The port configured like a fixture's ``constructor`` (variant, classes, AAM gate)."""
+    variant = "base" if meta["constructor"]["backbone"]["type"] == "MobileSeg_Base" else "tiny"
+    return FACTORIES[variant](meta["constructor"]["num_classes"], aam_gate_act=meta["aam_gate_activation"])
+
+
+def _randomize(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial weights and BN statistics (fixture-rule magnitudes), no ../shared needed."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in model.state_dict(keep_vars=True).items():
+            if name.endswith("num_batches_tracked"):
+                continue
+            if name.endswith("running_var"):
+                t.copy_(torch.rand(t.shape, generator=gen) + 0.5)
+            elif t.ndim >= 2:
+                t.copy_(torch.randn(t.shape, generator=gen) * (t[0].numel() ** -0.5))
+            elif name.endswith("weight"):
+                t.copy_(torch.rand(t.shape, generator=gen) + 0.5)
+            else:
+                t.copy_(torch.randn(t.shape, generator=gen) * 0.1)
+    return model
+
+
+# ---------------------------------------------------------------------------------------
+# Architecture (no fixtures needed)
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variant", "num_classes", "expected"),
+    [("base", 150, 5_943_878), ("tiny", 150, 1_492_298), ("base", 19, 5_910_211), ("tiny", 19, 1_458_631)],
+)
+def test_param_count(variant: str, num_classes: int, expected: int) -> None:
+    model = FACTORIES[variant](num_classes)
+    assert sum(p.numel() for p in model.parameters()) == expected
+    # Spec 2.8: Base = 5,905,328 + 257 C, Tiny = 1,453,748 + 257 C; BN statistics as buffers.
+    bn_stats = sum(b.numel() for n, b in model.named_buffers() if not n.endswith("num_batches_tracked"))
+    assert bn_stats == {"base": 52_544, "tiny": 23_600}[variant]
+
+
+def test_backbone_attributes_and_strides() -> None:
+    base, tiny = StrideFormer("base"), StrideFormer("tiny")
+    assert isinstance(base.inj_module, AAMStride8) and isinstance(tiny.inj_module, AAM)
+    assert (base.out_channels, base.strides) == ([256], [8])
+    assert (tiny.out_channels, tiny.strides) == ([256], [16])
+    assert (base.feature_channels, tiny.feature_channels) == ([64, 128, 192], [32, 64, 128])
+    assert base.feature_strides == tiny.feature_strides == [8, 16, 32]
+    assert pp_mobileseg_base().output_stride == 8 and pp_mobileseg_tiny().output_stride == 16
+    swapped = pp_mobileseg_tiny(4, fusion="aam_stride8").eval()
+    assert swapped.output_stride == 8
+    with torch.no_grad():
+        assert swapped.forward_lowres(torch.randn(1, 3, 64, 96)).shape == (1, 4, 8, 12)
+    with pytest.raises(ValueError, match="unknown fusion"):
+        StrideFormer("tiny", fusion="AAMSx8")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="aam_gate_act"):
+        StrideFormer("tiny", aam_gate_act="hardsigmoid")  # type: ignore[arg-type]
+
+
+def test_drop_path_rates_and_semantics() -> None:
+    rates = [b.drop_path.p for b in StrideFormer("base", drop_path_rate=0.1).trans1.transformer_blocks]
+    assert rates == pytest.approx([0.0, 0.05, 0.1])
+    drop = DropPath(0.5)
+    x = torch.ones(64, 3, 2, 2)
+    assert drop.eval()(x) is x
+    y = drop.train()(x)
+    per_sample = y.flatten(1)
+    assert set(per_sample.unique().tolist()) <= {0.0, 2.0}
+    assert bool((per_sample == per_sample[:, :1]).all())  # whole samples are dropped
+
+
+@pytest.mark.parametrize("variant", ["tiny", "base"])
+def test_output_contract(variant: str) -> None:
+    torch.manual_seed(0)
+    model = FACTORIES[variant](5)
+    assert model.num_classes == 5
+    x = torch.randn(2, 3, 67, 91)
+    outs = model.train()(x)
+    assert isinstance(outs, list) and len(outs) == 1 and outs[0].shape == (2, 5, 67, 91)
+    model.eval()
+    with torch.no_grad():
+        out = model(x)
+        low = model.forward_lowres(x)
+    stride = model.output_stride
+    assert isinstance(out, torch.Tensor) and out.shape == (2, 5, 67, 91)
+    assert low.shape[:2] == (2, 5) and abs(low.shape[-1] * stride - 91) < stride
+
+
+@pytest.mark.parametrize("variant", ["tiny", "base"])
+def test_backward_reaches_every_parameter(variant: str) -> None:
+    torch.manual_seed(0)
+    model = FACTORIES[variant](3).train()
+    (logits,) = model(torch.randn(2, 3, 64, 64))
+    nn.functional.cross_entropy(logits, torch.randint(0, 3, (2, 64, 64))).backward()
+    assert not [n for n, p in model.named_parameters() if p.grad is None]
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_registry_builds_both_variants_with_typed_kwargs() -> None:
+    assert {"pp_mobileseg_base", "pp_mobileseg_tiny"} <= set(ppseg.list_models("pp_mobileseg*"))
+    model = ppseg.create_model("pp_mobileseg_tiny", num_classes=19, aam_gate_act="relu6")
+    assert isinstance(model, PPMobileSeg) and isinstance(model.backbone.inj_module.gate, nn.ReLU6)
+    with pytest.raises(ConfigError, match="aam_gate_act"):
+        ppseg.create_model("pp_mobileseg_tiny", aam_gate_act="hardsigmoid")
+    with pytest.raises(ConfigError, match="fusion"):
+        ppseg.create_model("pp_mobileseg_base", fusion="AAMSx8")
+
+
+# ---------------------------------------------------------------------------------------
+# Paddle layout and parity (fixtures in ../shared/spec/parity; skipped without them)
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_state_dict_matches_paddle_layout(name: str) -> None:
+    meta, _ = load_fixture(name)
+    model = _model_for_fixture(meta)
+    zeros = {key: np.zeros(shape, np.float32) for key, shape in meta["state_dict"]}
+    converted = paddle_to_torch_state(zeros, model)  # raises on any key or shape mismatch
+    own = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
+    renamed = dict(converted.renamed)
+    assert [renamed.get(k, k) for k, _ in meta["state_dict"]] == own  # same keys, same order
+    assert {k for k, _ in converted.renamed} == {k for k, _ in meta["state_dict"] if k.endswith(("_mean", "_variance"))}
+    assert not converted.dropped and not converted.filled and not converted.transposed
+    assert sum(p.numel() for p in model.parameters()) == meta["numel_excluding_bn_stats"]
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_parity_with_paddle(name: str) -> None:
+    meta, arrays = load_fixture(name)
+    model = _model_for_fixture(meta)
+    model.load_state_dict(paddle_to_torch_state(paddle_state(meta), model).state_dict, strict=True)
+    model.eval()
+    for inp in meta["inputs"]:
+        k = inp["index"]
+        x = torch.from_numpy(arrays[f"in{k}_x"])
+        with torch.no_grad():
+            got = {
+                f"dbg{k}_backbone": model.backbone(x)[0],
+                f"dbg{k}_head_logits": model.forward_lowres(x),
+                f"out{k}_logits": model(x),
+            }
+        for key, value in got.items():
+            ref = arrays[key]
+            assert value.shape == ref.shape, key
+            diff = float(np.abs(value.numpy() - ref).max())
+            assert diff <= tolerance(meta, key), f"{name} {key}: max|diff| {diff:.3g}"
+
+
+def test_gate_activation_is_observable() -> None:
+    """Loading sigmoid-gate reference weights into a ReLU6-gate model must not pass parity."""
+    meta, arrays = load_fixture("pp_mobileseg_tiny_sigmoid")
+    model = pp_mobileseg_tiny(meta["constructor"]["num_classes"], aam_gate_act="relu6")
+    model.load_state_dict(paddle_to_torch_state(paddle_state(meta), model).state_dict)
+    with torch.no_grad():
+        got = model.eval()(torch.from_numpy(arrays["in0_x"])).numpy()
+    assert np.abs(got - arrays["out0_logits"]).max() > 100 * tolerance(meta, "out0_logits")
+
+
+# ---------------------------------------------------------------------------------------
+# ONNX export
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+@pytest.mark.parametrize("variant", ["tiny", "base"])
+def test_onnx_export_dynamic_hw_matches_torch(variant: str) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    model = _randomize(FACTORIES[variant](19)).eval()
+    buf = io.BytesIO()
+    torch.onnx.export(
+        model,
+        (torch.randn(1, 3, 64, 96),),
+        buf,
+        input_names=["x"],
+        output_names=["logits"],
+        dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}, "logits": {0: "n", 2: "h", 3: "w"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    session = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+    gen = torch.Generator().manual_seed(1)
+    # The odd size exercises the AAM's scale_factor=0.5 resize and size-based resizes.
+    for shape in [(1, 3, 64, 96), (2, 3, 97, 131)]:
+        x = torch.randn(shape, generator=gen)
+        with torch.no_grad():
+            ref = model(x).numpy()
+        (got,) = session.run(None, {"x": x.numpy()})
+        assert got.shape == ref.shape
+        assert np.abs(ref).max() > 0.1  # weights large enough for the comparison to mean something
+        np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
