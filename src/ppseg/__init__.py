@@ -12,10 +12,11 @@ from .errors import ConfigError, DataError, PPSegError
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "create_model", "list_models", "load_segmentor", "Segmentor",
+__all__ = ["__version__", "create_model", "list_models", "load_segmentor", "load_pretrained", "Segmentor",
            "PPSegError", "ConfigError", "DataError"]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .convert.api import load_pretrained
     from .engine.checkpoint import load_segmentor
     from .registry import create_model, list_models
     from .segmentor import Segmentor
@@ -30,6 +31,10 @@ def __getattr__(name: str) -> Any:
         from .engine.checkpoint import load_segmentor
 
         return load_segmentor
+    if name == "load_pretrained":
+        from .convert.api import load_pretrained
+
+        return load_pretrained
     if name == "Segmentor":
         from .segmentor import Segmentor
 

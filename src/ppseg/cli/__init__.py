@@ -8,9 +8,9 @@ import sys
 
 from .. import __version__
 from ..errors import PPSegError
-from . import check_data, predict, train, val
+from . import check_data, convert, predict, train, val
 
-COMMANDS = {"train": train, "val": val, "predict": predict, "check-data": check_data}
+COMMANDS = {"train": train, "val": val, "predict": predict, "check-data": check_data, "convert": convert}
 
 
 def build_parser() -> argparse.ArgumentParser:
