@@ -276,3 +276,10 @@ def test_checkpoint_with_other_inference_kwargs_is_refused(trained, capsys, tmp_
     code, _, err = run_cli(capsys, "val", "-c", str(write_config(tmp_path / "c.yml", cfg)),
                            "--model", str(root / "run" / "best_model.pt"))
     assert_one_line_error(code, err, "output_stride=16", "output_stride=32")
+
+
+def test_vim_needs_a_model_with_lowres_logits(trained, capsys):
+    root, _, cfg = trained
+    code, _, err = run_cli(capsys, "val", "-c", str(cfg), "--model", str(root / "run" / "best_model.pt"),
+                           "--postprocess", "vim")
+    assert_one_line_error(code, err, "forward_lowres")

@@ -300,3 +300,115 @@ def test_reverse_transform_unknown_op():
 def test_constructor_errors(kwargs, needle):
     with pytest.raises(ConfigError, match=needle):
         Segmentor(ConvNet(), **kwargs)
+
+
+# ----------------------------------------------------------------------------- postprocess (VIM)
+
+
+class LowResNet(nn.Module):
+    """Logits at 1/4 resolution (``forward_lowres``); ``forward`` resizes them to the input, like PP-MobileSeg."""
+
+    def __init__(self, num_classes: int = 6) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, num_classes, 4, stride=4)
+        with torch.no_grad():
+            self.conv.weight.normal_()
+            self.conv.bias.normal_()
+
+    def forward_lowres(self, x):
+        return self.conv(x)
+
+    def forward(self, x):
+        return resize(self.forward_lowres(x), tuple(x.shape[-2:]))
+
+
+@pytest.mark.parametrize("size", [(64, 96), (20, 28)])  # H + W > 128 runs vim_exact's pruning path
+def test_postprocess_vim_exact_equals_argmax(size):
+    from ppseg.vim import vim
+
+    model = LowResNet().eval()
+    img = torch.rand(2, 3, *size) * 255
+    plain = Segmentor(model).eval()
+    exact = Segmentor(model, postprocess="vim_exact").eval()
+    assert exact.postprocess == "vim_exact" and plain.postprocess == "argmax"
+    labels = exact.predict(img)
+    assert labels.dtype == torch.int64 and labels.shape == (2, *size)
+    assert torch.equal(labels, plain.predict(img))
+    # predict_logits is unchanged by postprocess
+    torch.testing.assert_close(exact.predict_logits(img), plain.predict_logits(img))
+    seg = Segmentor(model, postprocess="vim").eval()
+    low = model.forward_lowres(seg.normalize(img))
+    assert torch.equal(seg.predict(img), vim(low, size))
+
+
+def test_postprocess_vim_differs_from_argmax_where_a_class_only_wins_between_pixels():
+    class Stub(nn.Module):  # low-res logits independent of the image: classes 0 | 2, class 1 second at both
+        num_classes = 3
+
+        def forward_lowres(self, x):
+            z = torch.tensor([[1.0, 0.0], [0.9, 0.9], [0.0, 1.0]]).view(1, 3, 1, 2)
+            return z.expand(x.shape[0], -1, -1, -1)
+
+        def forward(self, x):
+            return resize(self.forward_lowres(x), tuple(x.shape[-2:]))
+
+    img = torch.zeros(1, 3, 4, 8)
+    plain = Segmentor(Stub()).predict(img)
+    assert 1 in plain.unique().tolist()
+    assert torch.equal(Segmentor(Stub(), postprocess="vim_exact").predict(img), plain)
+    labels = Segmentor(Stub(), postprocess="vim").predict(img)
+    assert set(labels.unique().tolist()) == {0, 2}
+
+
+@pytest.mark.parametrize(("kwargs", "needle"), [
+    ({"postprocess": "softmax"}, "postprocess"),
+    ({"postprocess": "vim", "flip": True}, "flip"),
+    ({"postprocess": "vim_exact", "scales": (0.75, 1.0)}, "scales"),
+    ({"postprocess": "vim", "mode": "slide", "crop_size": (4, 4), "stride": (4, 4)}, "slide"),
+])
+def test_postprocess_errors(kwargs, needle):
+    with pytest.raises(ConfigError, match=needle):
+        Segmentor(LowResNet(), **kwargs)
+
+
+@pytest.mark.parametrize("post", ["vim", "vim_exact"])
+def test_postprocess_vim_needs_forward_lowres(post):
+    with pytest.raises(ConfigError, match=r"forward_lowres\), e\.g\. pp_mobileseg_\*"):
+        Segmentor(ConvNet(), postprocess=post)
+    Segmentor(ConvNet(), postprocess="argmax")  # fine without it
+
+
+class _LowResStub(nn.Module):
+    """A 1/4-resolution 'network': avg-pool + 1x1 conv; eval forward = bilinear upsample of it."""
+
+    def __init__(self, num_classes: int = 6) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.num_classes = num_classes
+        self.conv = nn.Conv2d(3, num_classes, 1)
+
+    def forward_lowres(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.avg_pool2d(x, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(self.forward_lowres(x), size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def test_predict_original_vim_exact_equals_argmax_through_resizes():
+    images = torch.rand(1, 3, 40, 56) * 255
+    trans_info = [("resize", (61, 83))]  # the image was 61x83 before a val Resize to 40x56
+    argmax = Segmentor(_LowResStub()).eval().predict_original(images, trans_info, (61, 83))
+    exact = Segmentor(_LowResStub(), postprocess="vim_exact").eval().predict_original(images, trans_info, (61, 83))
+    direct = F.interpolate(_LowResStub().forward_lowres((images / 255 - 0.5) / 0.5), size=(61, 83),
+                           mode="bilinear", align_corners=False).argmax(1)
+    assert exact.shape == (1, 61, 83)
+    assert torch.equal(exact, direct)
+    assert (argmax == exact).float().mean() > 0.9  # argmax goes through two resizes, VIM through one
+
+
+def test_predict_original_vim_refuses_padding():
+    seg = Segmentor(_LowResStub(), postprocess="vim").eval()
+    with pytest.raises(ConfigError, match="cannot undo padding"):
+        seg.predict_original(torch.rand(1, 3, 32, 32) * 255, [("padding", (30, 30))], (30, 30))

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import ConfigError
+from .vim import vim, vim_exact
 
 
 class Segmentor(nn.Module):
@@ -38,6 +39,15 @@ class Segmentor(nn.Module):
             raw logits, every scale resized from the input (PaddleSeg 2.8+);
             ``"softmax"`` sums probabilities, each scale resized from the previous
             scale's image (PaddleSeg 2.1-2.7, used for PP-LiteSeg's published numbers).
+        postprocess: how :meth:`predict` turns the network output into labels:
+            ``"argmax"`` takes the argmax of the fused full-resolution logits;
+            ``"vim"`` (PaddleSeg's Valid Interpolate Module, :func:`ppseg.vim.vim`) and
+            ``"vim_exact"`` (:func:`ppseg.vim.vim_exact`, the same labels as ``"argmax"``
+            when the model's ``forward`` is a bilinear resize of ``forward_lowres``, but
+            faster) work on the model's low-resolution logits: the model needs a
+            ``forward_lowres(x)`` method (e.g. ``pp_mobileseg_*``), and only whole-image
+            inference without test-time augmentation is possible.
+            :meth:`predict_logits` always returns full-resolution logits.
 
     Example:
         >>> seg = Segmentor(create_model("lraspp_mobilenetv3_large", num_classes=11))
@@ -55,6 +65,7 @@ class Segmentor(nn.Module):
         scales: Sequence[float] = (1.0,),
         flip: bool = False,
         fusion: Literal["logits", "softmax"] = "logits",
+        postprocess: Literal["argmax", "vim", "vim_exact"] = "argmax",
     ) -> None:
         super().__init__()
         if len(mean) != 3 or len(std) != 3:
@@ -75,6 +86,19 @@ class Segmentor(nn.Module):
             raise ConfigError(f"scales must be positive numbers, got {list(scales)}")
         if fusion not in ("logits", "softmax"):
             raise ConfigError(f"fusion must be 'logits' or 'softmax', got {fusion!r}")
+        if postprocess not in ("argmax", "vim", "vim_exact"):
+            raise ConfigError(f"postprocess must be 'argmax', 'vim' or 'vim_exact', got {postprocess!r}")
+        if postprocess != "argmax":
+            if not callable(getattr(model, "forward_lowres", None)):
+                raise ConfigError(f"postprocess {postprocess!r} needs a model with low-resolution logits "
+                                  "(forward_lowres), e.g. pp_mobileseg_*")
+            tta = [name for name, on in (("mode 'slide'", mode == "slide"), ("flip", flip),
+                                         (f"scales {list(scales)}", tuple(float(s) for s in scales) != (1.0,)))
+                   if on]
+            if tta:
+                raise ConfigError(f"postprocess {postprocess!r} works on one whole-image low-resolution output "
+                                  f"and cannot be combined with {', '.join(tta)}: sliding windows and "
+                                  "test-time augmentation fuse full-resolution logits; use postprocess 'argmax'")
         self.model = model
         self.register_buffer("mean", torch.tensor([m * 255.0 for m in mean]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor([s * 255.0 for s in std]).view(1, 3, 1, 1), persistent=False)
@@ -84,6 +108,7 @@ class Segmentor(nn.Module):
         self.scales = tuple(float(s) for s in scales)
         self.flip = flip
         self.fusion = fusion
+        self.postprocess = postprocess
 
     @property
     def num_classes(self) -> int:
@@ -162,9 +187,43 @@ class Segmentor(nn.Module):
         return fused if self.fusion == "softmax" else fused / n_aug
 
     @torch.no_grad()
-    def predict(self, images: Tensor) -> Tensor:
-        """Label map [N, H, W] (int64) at the input size."""
-        return self.predict_logits(images).argmax(dim=1)
+    def predict(self, images: Tensor, size: tuple[int, int] | None = None) -> Tensor:
+        """Label map [N, H, W] (int64), post-processed as ``postprocess`` says.
+
+        Args:
+            images: RGB 0..255, [N, 3, H, W].
+            size: output ``(H, W)``; default the input size. VIM upsamples its
+                low-resolution logits straight to this size.
+        """
+        size = tuple(size) if size is not None else (int(images.shape[-2]), int(images.shape[-1]))
+        if self.postprocess == "argmax":
+            logits = self.predict_logits(images)
+            if tuple(logits.shape[-2:]) != size:
+                logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+            return logits.argmax(dim=1)
+        low = self.model.forward_lowres(self.normalize(images))
+        low = low[0] if isinstance(low, (list, tuple)) else low
+        labels_from = vim if self.postprocess == "vim" else vim_exact
+        return labels_from(low.float(), size)
+
+    @torch.no_grad()
+    def predict_original(self, images: Tensor, trans_info: Sequence[tuple[str, tuple[int, int]]],
+                         size: tuple[int, int]) -> Tensor:
+        """Labels [N, H, W] at the original image ``size``, undoing the recorded val transforms.
+
+        ``argmax``: logits are mapped back through ``trans_info`` (bilinear, crops)
+        and resized to ``size``. VIM modes upsample straight to ``size``, which
+        undoes resizes but cannot undo padding.
+        """
+        if self.postprocess == "argmax":
+            logits = reverse_transform(self.predict_logits(images), trans_info)
+            if tuple(logits.shape[-2:]) != tuple(size):
+                logits = F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
+            return logits.argmax(dim=1)
+        if any(op != "resize" for op, _ in trans_info):
+            raise ConfigError(f"postprocess '{self.postprocess}' cannot undo padding transforms; "
+                              "use Resize (not Padding) in the val transforms, or postprocess: argmax")
+        return self.predict(images, size=tuple(size))
 
 
 def reverse_transform(logits: Tensor, trans_info: Sequence[tuple[str, tuple[int, int]]]) -> Tensor:

@@ -28,6 +28,9 @@ def add_inference_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--flip", action="store_true", help="also predict the horizontally flipped image")
     g.add_argument("--fusion", choices=("logits", "softmax"), default=None,
                    help="combine augmentations by averaging logits (2.8+) or summing softmax (2.1-2.7)")
+    g.add_argument("--postprocess", choices=("argmax", "vim", "vim_exact"), default=None,
+                   help="labels from full-resolution logits (argmax) or VIM from low-resolution logits "
+                        "(vim: the reference's approximation; vim_exact: identical to argmax, faster)")
     g.add_argument("--slide", action="store_true", help="sliding-window inference")
     g.add_argument("--crop-size", type=int, nargs=2, metavar=("W", "H"), default=None)
     g.add_argument("--stride", type=int, nargs=2, metavar=("W", "H"), default=None)
@@ -44,6 +47,8 @@ def inference_overrides(args: argparse.Namespace) -> dict:
         raise ConfigError("--scales/--flip need --aug-eval (or --aug-pred)")
     if args.fusion:
         over["fusion"] = args.fusion
+    if args.postprocess:
+        over["postprocess"] = args.postprocess
     if args.slide:
         if not args.crop_size or not args.stride:
             raise ConfigError("--slide needs --crop-size W H and --stride W H")

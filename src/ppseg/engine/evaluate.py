@@ -8,11 +8,10 @@ with the original label. Confusion matrices are summed across processes.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ..data.datasets import SegDataset, collate
 from ..metrics import SegMetrics
-from ..segmentor import Segmentor, reverse_transform
+from ..segmentor import Segmentor
 from .loader import make_eval_loader, user_errors
 
 
@@ -37,11 +36,8 @@ def evaluate(segmentor: Segmentor, dataset: SegDataset, *, device: torch.device 
         images = batch["img"].to(device)
         label = batch["label"]
         with autocast:
-            logits = segmentor.predict_logits(images)
-        logits = reverse_transform(logits.float(), batch["trans_info"][0])
-        if tuple(logits.shape[-2:]) != tuple(label.shape[-2:]):
-            logits = F.interpolate(logits, size=tuple(label.shape[-2:]), mode="bilinear", align_corners=False)
-        metrics.update(logits.argmax(dim=1).cpu(), label)
+            pred = segmentor.predict_original(images, batch["trans_info"][0], tuple(label.shape[-2:]))
+        metrics.update(pred.cpu(), label)
     metrics.all_reduce()
     segmentor.train(was_training)
     return metrics

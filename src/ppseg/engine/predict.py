@@ -22,12 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..data.io import read_image
 from ..data.palette import colorize, overlay
 from ..errors import PPSegError
-from ..segmentor import Segmentor, reverse_transform
+from ..segmentor import Segmentor
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -92,11 +91,8 @@ def predict_files(
             image = read_image(f)
             sample = transforms({"img": image.astype(np.float32), "label": None, "trans_info": []}, rng)
             x = torch.from_numpy(np.ascontiguousarray(sample["img"].transpose(2, 0, 1)))[None].to(device)
-            with torch.no_grad():
-                logits = reverse_transform(segmentor.predict_logits(x), sample["trans_info"])
-                if tuple(logits.shape[-2:]) != image.shape[:2]:
-                    logits = F.interpolate(logits, size=image.shape[:2], mode="bilinear", align_corners=False)
-            label = logits.argmax(dim=1)[0].cpu().numpy().astype(np.uint8)
+            pred = segmentor.predict_original(x, sample["trans_info"], image.shape[:2])
+            label = pred[0].cpu().numpy().astype(np.uint8)
             rel = f.relative_to(root).with_suffix("") if root is not None else Path(f.stem)
             _save_png(staging / "labels" / rel.with_suffix(".png"), label)
             _save_png(staging / "pseudo_color" / rel.with_suffix(".png"), colorize(label, palette))
