@@ -84,15 +84,16 @@ def check_weight(weight: Any, name: str = "weight") -> list[float] | None:
 def lovasz_grad(gt_sorted: Tensor) -> Tensor:
     """Gradient of the Lovász extension of the Jaccard loss w.r.t. sorted errors.
 
-    ``gt_sorted`` is a float 0/1 vector sorted by decreasing error. With
+    ``gt_sorted`` is a float 0/1 vector sorted by decreasing error (or a batch of
+    such rows: the last dimension is the pixel axis). With
     ``G = sum(gt)``, the Jaccard index after taking the first k pixels is
     ``J_k = 1 - (G - cumsum(gt)_k) / (G + cumsum(1 - gt)_k)``; the gradient is the
     sequence of increments ``J_1 - 0, J_2 - J_1, ...`` (spec §7).
     """
-    total = gt_sorted.sum()
-    inter = total - gt_sorted.cumsum(0)
-    union = total + (1.0 - gt_sorted).cumsum(0)
+    total = gt_sorted.sum(dim=-1, keepdim=True)
+    inter = total - gt_sorted.cumsum(-1)
+    union = total + (1.0 - gt_sorted).cumsum(-1)
     jaccard = 1.0 - inter / union
-    if gt_sorted.numel() > 1:
-        jaccard = torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]])
+    if gt_sorted.shape[-1] > 1:
+        jaccard = torch.cat([jaccard[..., :1], jaccard[..., 1:] - jaccard[..., :-1]], dim=-1)
     return jaccard

@@ -11,6 +11,8 @@ from ppseg.errors import ConfigError
 
 from ._common import check_ignore_index, lovasz_grad, no_autocast, prepare
 
+_INF = float("inf")
+
 _CLASS_MODES = ("present", "all")
 
 
@@ -47,25 +49,54 @@ class LovaszSoftmaxLoss(nn.Module):
                     "use LovaszHingeLoss for 1-channel logits"
                 )
             probs = logits.softmax(dim=1)
-            flat_probs = probs.permute(0, 2, 3, 1).reshape(-1, num_classes)
             flat_label = label.reshape(-1)
             valid = flat_label != self.ignore_index
-            flat_probs = flat_probs[valid]
-            flat_label = flat_label[valid]
             zero = probs.sum() * 0.0
-            if flat_label.numel() == 0:
+            if not bool(valid.any()):
                 return zero
-            losses: list[Tensor] = []
-            for c in range(num_classes):
-                fg = (flat_label == c).float()
-                if self.classes == "present" and not bool(fg.any()):
-                    continue
-                errors = (fg - flat_probs[:, c]).abs()
-                errors_sorted, perm = torch.sort(errors, descending=True)
-                losses.append(torch.dot(errors_sorted, lovasz_grad(fg[perm])))
-            if not losses:
-                return zero
-            return torch.stack(losses).mean()
+            labels = flat_label[valid]
+            if self.classes == "present":
+                classes = torch.unique(labels)  # sorted, like the reference's class loop
+            else:
+                classes = torch.arange(num_classes, device=labels.device)
+            # [K, N_valid]: probabilities of the K evaluated classes at the valid pixels.
+            p = probs.index_select(1, classes).transpose(0, 1).reshape(len(classes), -1)[:, valid]
+            fg = (labels.unsqueeze(0) == classes.unsqueeze(1)).to(p.dtype)
+            errors = (fg - p).abs()
+            return (errors * lovasz_weights(errors.detach(), fg)).sum(dim=1).mean()
+
+
+@torch.no_grad()
+def lovasz_weights(errors: Tensor, fg: Tensor) -> Tensor:
+    """Per-pixel weights ``w`` with ``sum(errors * w) == sum(sorted errors * Lovász gradient)``.
+
+    ``errors`` and ``fg`` are ``[K, N]`` (one row per class). The Lovász-Softmax
+    loss of a row is the dot product of its errors sorted in decreasing order with
+    the Lovász gradient of the equally sorted labels; the sort only decides which
+    weight each pixel gets, so the weights are computed here without autograd and
+    put back in pixel order. ``sum(errors * w)`` then has the reference's value and
+    the same gradient as differentiating through the sort.
+
+    Only pixels that can carry a non-zero weight are sorted: once every foreground
+    pixel of a row has been passed, the intersection is empty and the Jaccard
+    index stays at 1, so background pixels whose error is below the smallest
+    foreground error get weight exactly 0. Early in training that leaves a small
+    fraction of the pixels to sort.
+    """
+    weights = torch.zeros_like(errors)
+    smallest_fg = torch.where(fg > 0, errors, torch.full_like(errors, _INF)).amin(dim=1, keepdim=True)
+    candidates = errors >= smallest_fg  # every foreground pixel, and the background pixels above them
+    for k in range(errors.shape[0]):
+        idx = candidates[k].nonzero().squeeze(1)
+        if idx.numel() == 0:
+            # No foreground ("all" classes mode): the Jaccard index jumps to 1 at the first
+            # (largest) error and stays there, so the whole weight goes to the largest error.
+            weights[k, errors[k].argmax()] = 1.0
+            continue
+        order = torch.sort(errors[k, idx], descending=True).indices
+        idx = idx[order]
+        weights[k, idx] = lovasz_grad(fg[k, idx])
+    return weights
 
 
 class LovaszHingeLoss(nn.Module):
