@@ -101,7 +101,11 @@ class PPMobileSeg(nn.Module):
             Eval mode: logits ``[N, num_classes, H, W]``. Training mode: a one-element
             list with those logits.
         """
-        logits = F.interpolate(self.forward_lowres(x), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        # Contiguous before the upsample: with a channels-last model the full-resolution logits
+        # would otherwise come out channels-last, and every per-pixel softmax/loss over the
+        # class axis would first copy all C x H x W of them.
+        low = self.forward_lowres(x).contiguous()
+        logits = F.interpolate(low, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return [logits] if self.training else logits
 
 
