@@ -90,7 +90,8 @@ def check_model_kwargs(name: str, config_kwargs: dict, ckpt: dict, path: str) ->
         return
     defaults = {k: d for k, (_, d) in signature_params(get_factory(name)).items()}
     for key in sorted(set(saved) | set(config_kwargs)):
-        if any(t in key for t in TRAINING_ONLY_KWARGS) or key not in defaults:
+        # num_classes comes from the dataset; the shape check below explains that mismatch
+        if any(t in key for t in TRAINING_ONLY_KWARGS) or key not in defaults or key == "num_classes":
             continue
         a, b = saved.get(key, defaults[key]), config_kwargs.get(key, defaults[key])
         if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
