@@ -283,3 +283,14 @@ def test_vim_needs_a_model_with_lowres_logits(trained, capsys):
     code, _, err = run_cli(capsys, "val", "-c", str(cfg), "--model", str(root / "run" / "best_model.pt"),
                            "--postprocess", "vim")
     assert_one_line_error(code, err, "forward_lowres")
+
+
+def test_checkpoint_with_other_num_classes_names_the_classifier(trained, capsys, tmp_path):
+    root, data, _ = trained
+    cfg = tiny_config(data, tmp_path / "run")
+    for key in ("train_dataset", "val_dataset"):
+        cfg[key]["num_classes"] = 4
+        cfg[key]["class_names"] = ["a", "b", "c", "d"]
+    code, _, err = run_cli(capsys, "val", "-c", str(write_config(tmp_path / "c.yml", cfg)),
+                           "--model", str(root / "run" / "best_model.pt"))
+    assert_one_line_error(code, err, "does not match", "[3,", "[4,", "different num_classes?")
