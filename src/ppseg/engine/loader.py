@@ -73,6 +73,17 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
 
+def _worker_context() -> str | None:
+    """Start loader workers from a clean server process, not by forking this one.
+
+    Forking a process that already runs threads (OpenMP, a thread pool, a
+    TensorBoard writer) can copy a held lock into the worker, which then hangs.
+    """
+    import multiprocessing as mp
+
+    return "forkserver" if "forkserver" in mp.get_all_start_methods() else None
+
+
 def make_train_loader(dataset: Dataset, sampler: TrainBatchSampler, num_workers: int,
                       collate, pin_memory: bool = False) -> DataLoader:
     # A private generator keeps the loader from drawing on (and advancing) the
@@ -80,6 +91,7 @@ def make_train_loader(dataset: Dataset, sampler: TrainBatchSampler, num_workers:
     return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate,
                       pin_memory=pin_memory, worker_init_fn=_worker_init if num_workers else None,
                       persistent_workers=num_workers > 0, prefetch_factor=2 if num_workers else None,
+                      multiprocessing_context=_worker_context() if num_workers else None,
                       generator=torch.Generator().manual_seed(sampler.seed))
 
 
@@ -88,7 +100,8 @@ def make_eval_loader(dataset: Dataset, num_workers: int, collate, rank: int = 0,
     indices = list(range(rank, len(dataset), world_size))
     return DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=1, shuffle=False,
                       num_workers=num_workers, collate_fn=collate,
-                      worker_init_fn=_worker_init if num_workers else None)
+                      worker_init_fn=_worker_init if num_workers else None,
+                      multiprocessing_context=_worker_context() if num_workers else None)
 
 
 def user_errors(batches: Iterable) -> Iterator:
