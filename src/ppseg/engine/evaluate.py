@@ -13,6 +13,7 @@ from ..data.datasets import SegDataset, collate
 from ..metrics import SegMetrics
 from ..segmentor import Segmentor
 from .loader import make_eval_loader, user_errors
+from .options import autocast_for
 
 
 @torch.no_grad()
@@ -29,13 +30,10 @@ def evaluate(segmentor: Segmentor, dataset: SegDataset, *, device: torch.device 
         from tqdm import tqdm
 
         loader = tqdm(loader, desc="eval", unit="img", dynamic_ncols=True)
-    autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if amp == "bf16"
-                else torch.autocast(device_type=device.type, dtype=torch.float16) if amp == "fp16"
-                else torch.autocast(device_type=device.type, enabled=False))
     for batch in user_errors(loader):
         images = batch["img"].to(device)
         label = batch["label"]
-        with autocast:
+        with autocast_for(device, amp):
             pred = segmentor.predict_original(images, batch["trans_info"][0], tuple(label.shape[-2:]))
         metrics.update(pred.cpu(), label)
     metrics.all_reduce()

@@ -65,3 +65,19 @@ class TrainOptions:
             raise ConfigError(f"clip_grad_norm must be > 0 or null, got {self.clip_grad_norm}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be >= 1 or null, got {self.threads}")
+
+
+def autocast_for(device: "torch.device", amp: str):
+    """The autocast context for ``train.amp`` on ``device`` (``off``: a no-op context)."""
+    from contextlib import nullcontext
+
+    import torch
+
+    from ..errors import ConfigError
+
+    if amp == "off":
+        return nullcontext()
+    if amp == "fp16" and device.type != "cuda":
+        raise ConfigError("train.amp: 'fp16' needs a CUDA device; use 'bf16' on CPU")
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)

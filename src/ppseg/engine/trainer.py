@@ -29,7 +29,6 @@ import random
 import shutil
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +47,7 @@ from .checkpoint import atomic_save, load_file, prune_checkpoints, weights_file
 from .ema import ModelEMA
 from .evaluate import evaluate
 from .loader import TrainBatchSampler, make_train_loader, user_errors
+from .options import autocast_for
 from .plots import plot_curves
 
 log = logging.getLogger("ppseg.train")
@@ -63,15 +63,6 @@ def resolve_device(name: str) -> torch.device:
         torch.cuda.set_device(local)
         return torch.device("cuda", local)
     return torch.device(name)
-
-
-def autocast_for(device: torch.device, amp: str):
-    if amp == "off":
-        return nullcontext()
-    if amp == "fp16" and device.type != "cuda":
-        raise ConfigError("train.amp: 'fp16' needs a CUDA device; use 'bf16' on CPU")
-    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def rng_state() -> dict[str, Any]:
