@@ -16,6 +16,7 @@ from ppseg.models.strideformer import AAM, AAMStride8, DropPath, StrideFormer
 from onnx_check import assert_onnx_matches_torch
 
 from parity import load_fixture, paddle_state, tolerance
+from weights import randomize as _randomize
 
 FACTORIES = {"base": pp_mobileseg_base, "tiny": pp_mobileseg_tiny}
 FIXTURES = [f"pp_mobileseg_{v}_{g}" for v in ("tiny", "base") for g in ("sigmoid", "relu6")]
@@ -25,24 +26,6 @@ def _model_for_fixture(meta: dict) -> PPMobileSeg:
     """The port configured like a fixture's ``constructor`` (variant, classes, AAM gate)."""
     variant = "base" if meta["constructor"]["backbone"]["type"] == "MobileSeg_Base" else "tiny"
     return FACTORIES[variant](meta["constructor"]["num_classes"], aam_gate_act=meta["aam_gate_activation"])
-
-
-def _randomize(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial weights and BN statistics (fixture-rule magnitudes), no ../shared needed."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in model.state_dict(keep_vars=True).items():
-            if name.endswith("num_batches_tracked"):
-                continue
-            if name.endswith("running_var"):
-                t.copy_(torch.rand(t.shape, generator=gen) + 0.5)
-            elif t.ndim >= 2:
-                t.copy_(torch.randn(t.shape, generator=gen) * (t[0].numel() ** -0.5))
-            elif name.endswith("weight"):
-                t.copy_(torch.rand(t.shape, generator=gen) + 0.5)
-            else:
-                t.copy_(torch.randn(t.shape, generator=gen) * 0.1)
-    return model
 
 
 # ---------------------------------------------------------------------------------------

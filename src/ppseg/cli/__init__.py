@@ -8,9 +8,10 @@ import sys
 
 from .. import __version__
 from ..errors import PPSegError
-from . import check_data, convert, predict, train, val
+from . import check_data, convert, export, predict, train, val
 
-COMMANDS = {"train": train, "val": val, "predict": predict, "check-data": check_data, "convert": convert}
+COMMANDS = {"train": train, "val": val, "predict": predict, "check-data": check_data, "convert": convert,
+            "export": export}
 
 
 def build_parser() -> argparse.ArgumentParser:

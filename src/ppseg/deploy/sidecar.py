@@ -1,0 +1,203 @@
+"""The sidecar: everything a deployment needs to know about an exported ONNX model.
+
+``ppseg export`` writes ``model.json`` next to ``model.onnx``. It says how to turn
+an image into the graph's input (colour order, layout, dtype, resize policy,
+mean/std, whether normalisation is inside the graph), what the graph returns
+(output op, dtype, meaning), and what the classes are (names, palette). It also
+records where the model came from (ppseg version, opset, source checkpoint hash)
+and the SHA-256 of the ONNX file, so a sidecar that belongs to another model is
+refused instead of silently producing wrong masks.
+
+Example ``model.json`` (abridged)::
+
+    {"format": "ppseg-onnx", "format_version": 1,
+     "input": {"name": "image", "layout": "NCHW", "dtype": "float32", "shape": [null, 3, null, null],
+               "color_order": "RGB", "normalized_in_graph": false,
+               "mean": [127.5, 127.5, 127.5], "std": [127.5, 127.5, 127.5]},
+     "output_size_input": "output_size",
+     "resize": [{"type": "Resize", "target_size": [480, 360]}],
+     "output": {"name": "labels", "op": "argmax", "dtype": "int64", "layout": "NHW"},
+     "num_classes": 11, "class_names": [...], "palette": [[128, 128, 128], ...], ...}
+
+Only numpy and the standard library are used here (no torch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import PPSegError
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "OUTPUT_OPS", "RESIZE_TRANSFORMS", "InputSpec", "OutputSpec", "Sidecar",
+           "sha256_of", "read_sidecar", "sidecar_path"]
+
+FORMAT = "ppseg-onnx"
+FORMAT_VERSION = 1
+
+#: output op -> (output name, dtype, layout, meaning)
+OUTPUT_OPS: dict[str, tuple[str, str, str, str]] = {
+    "none": ("logits", "float32", "NCHW", "raw class scores at the network input size"),
+    "softmax": ("probs", "float32", "NCHW", "class probabilities at output_size (softmax over C)"),
+    "argmax": ("labels", "int64", "NHW", "class index per pixel at output_size (argmax of bilinearly resized logits)"),
+    "vim": ("labels", "int64", "NHW", "class index per pixel at output_size (VIM: argmax over the classes that win "
+                                      "somewhere at low resolution, resized from the low-resolution logits)"),
+}
+
+#: val transforms a sidecar may carry (deterministic resizes); the deploy predictor applies them
+RESIZE_TRANSFORMS = ("Resize", "ResizeByShort", "ResizeByLong")
+
+
+@dataclass
+class InputSpec:
+    """The image input of the graph.
+
+    Attributes:
+        name: ONNX input name.
+        layout: ``"NCHW"`` (float input) or ``"NHWC"`` (``--uint8-input``: raw bytes as decoded).
+        dtype: ``"float32"`` or ``"uint8"``.
+        shape: ``[N, C, H, W]`` / ``[N, H, W, C]`` with ``None`` for dynamic axes.
+        color_order: channel order the graph expects (``"RGB"``).
+        normalized_in_graph: ``True``: feed 0..255 values, the graph subtracts ``mean`` and
+            divides by ``std``; ``False``: feed ``(pixel - mean) / std`` yourself.
+        mean: per-channel mean on the 0..255 scale.
+        std: per-channel standard deviation on the 0..255 scale.
+    """
+
+    name: str
+    layout: str
+    dtype: str
+    shape: list[int | None]
+    color_order: str
+    normalized_in_graph: bool
+    mean: list[float]
+    std: list[float]
+
+    @property
+    def static_hw(self) -> tuple[int, int] | None:
+        """``(H, W)`` when both are fixed in the graph, else ``None``."""
+        h, w = (self.shape[2], self.shape[3]) if self.layout == "NCHW" else (self.shape[1], self.shape[2])
+        return (int(h), int(w)) if h is not None and w is not None else None
+
+    @property
+    def static_batch(self) -> int | None:
+        return None if self.shape[0] is None else int(self.shape[0])
+
+
+@dataclass
+class OutputSpec:
+    """The graph's output: ``name``, ``op`` (a key of :data:`OUTPUT_OPS`), ``dtype``, ``layout``, ``meaning``."""
+
+    name: str
+    op: str
+    dtype: str
+    layout: str
+    meaning: str
+
+
+@dataclass
+class Sidecar:
+    """Contents of ``model.json`` (see the module docstring)."""
+
+    input: InputSpec
+    output: OutputSpec
+    num_classes: int
+    class_names: list[str]
+    palette: list[list[int]]
+    resize: list[dict[str, Any]] = field(default_factory=list)
+    output_size_input: str | None = None
+    model: str = ""
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    opset: int = 17
+    ppseg_version: str = ""
+    source_checkpoint: str | None = None
+    source_sha256: str | None = None
+    onnx_sha256: str = ""
+    quantization: dict[str, Any] | None = None
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        text = json.dumps(asdict(self), indent=2)
+        # one line per list of numbers (shapes, mean/std, palette colours) keeps the file readable
+        return re.sub(r"\[\s*([-0-9.e, \nnul]*?)\s*\]",
+                      lambda m: "[" + re.sub(r"\s*\n\s*", " ", m.group(1)) + "]", text) + "\n"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str) -> "Sidecar":
+        """Validate a parsed ``model.json``; every problem names the field."""
+        if not isinstance(d, dict):
+            raise PPSegError(f"{where}: not a ppseg sidecar (expected a JSON object)")
+        if d.get("format") != FORMAT:
+            raise PPSegError(f"{where}: not a ppseg sidecar ('format' is {d.get('format')!r}, expected {FORMAT!r})")
+        if d.get("format_version") != FORMAT_VERSION:
+            raise PPSegError(f"{where}: sidecar format_version {d.get('format_version')!r} is not supported "
+                             f"(this ppseg reads {FORMAT_VERSION})")
+        try:
+            inp = InputSpec(**d["input"])
+            out = OutputSpec(**d["output"])
+            body = {k: v for k, v in d.items() if k not in ("input", "output")}
+            car = cls(input=inp, output=out, **body)
+        except KeyError as e:
+            raise PPSegError(f"{where}: sidecar field {e.args[0]!r} is missing") from None
+        except TypeError as e:
+            raise PPSegError(f"{where}: sidecar has an unexpected or missing field ({e})") from None
+        car.validate(where)
+        return car
+
+    def validate(self, where: str) -> None:
+        i = self.input
+        if i.layout not in ("NCHW", "NHWC") or i.dtype not in ("float32", "uint8") or len(i.shape) != 4:
+            raise PPSegError(f"{where}: input.layout/dtype/shape must be NCHW|NHWC, float32|uint8 and 4 dims, "
+                             f"got {i.layout!r}, {i.dtype!r}, {i.shape!r}")
+        if len(i.mean) != 3 or len(i.std) != 3 or any(not (s > 0 and math.isfinite(s)) for s in i.std):
+            raise PPSegError(f"{where}: input.mean/std need 3 values and positive std, got {i.mean} / {i.std}")
+        if i.color_order not in ("RGB", "BGR"):
+            raise PPSegError(f"{where}: input.color_order must be RGB or BGR, got {i.color_order!r}")
+        if self.output.op not in OUTPUT_OPS:
+            raise PPSegError(f"{where}: output.op {self.output.op!r} is not one of {sorted(OUTPUT_OPS)}")
+        if self.num_classes < 1 or len(self.class_names) != self.num_classes or len(self.palette) != self.num_classes:
+            raise PPSegError(f"{where}: num_classes {self.num_classes} but {len(self.class_names)} class_names and "
+                             f"{len(self.palette)} palette entries")
+        for t in self.resize:
+            if not isinstance(t, dict) or t.get("type") not in RESIZE_TRANSFORMS:
+                raise PPSegError(f"{where}: resize entries must be one of {list(RESIZE_TRANSFORMS)}, got {t!r}")
+
+    def write(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json(), encoding="utf-8")
+
+
+def sidecar_path(onnx_path: str | Path) -> Path:
+    """``model.onnx`` -> ``model.json``."""
+    return Path(onnx_path).with_suffix(".json")
+
+
+def sha256_of(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_sidecar(onnx_path: str | Path, check_hash: bool = True) -> Sidecar:
+    """Read and validate the sidecar of ``onnx_path``; with ``check_hash`` also that it describes that file."""
+    onnx_path = Path(onnx_path)
+    path = sidecar_path(onnx_path)
+    if not path.is_file():
+        raise PPSegError(f"{path}: sidecar not found (ppseg export writes it next to {onnx_path.name}; "
+                         "deployment needs it for pre- and post-processing)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PPSegError(f"{path}: not a readable JSON sidecar ({e})") from None
+    car = Sidecar.from_dict(data, str(path))
+    if check_hash and car.onnx_sha256 and car.onnx_sha256 != sha256_of(onnx_path):
+        raise PPSegError(f"{path}: this sidecar belongs to another model (its onnx_sha256 does not match "
+                         f"{onnx_path.name}); export again or put the right model.json next to it")
+    return car
