@@ -18,11 +18,17 @@ from torch import nn
 
 from .config import coerce, did_you_mean, signature_params, _NO, _type_name
 from .errors import ConfigError
-from .models import lraspp, pp_mobileseg
+from .models import lraspp, pp_humanseg, pp_liteseg, pp_mobileseg
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "lraspp_mobilenetv3_large": lraspp.lraspp_mobilenetv3_large,
     "lraspp_mobilenetv3_small": lraspp.lraspp_mobilenetv3_small,
+    "pp_humanseg_lite_v1": pp_humanseg.pp_humanseg_lite_v1,
+    "pp_humansegv2_lite_general": pp_humanseg.pp_humansegv2_lite_general,
+    "pp_humansegv2_lite_portrait": pp_humanseg.pp_humansegv2_lite_portrait,
+    "pp_humansegv2_mobile": pp_humanseg.pp_humansegv2_mobile,
+    "pp_liteseg_b": pp_liteseg.pp_liteseg_b,
+    "pp_liteseg_t": pp_liteseg.pp_liteseg_t,
     "pp_mobileseg_base": pp_mobileseg.pp_mobileseg_base,
     "pp_mobileseg_tiny": pp_mobileseg.pp_mobileseg_tiny,
 }

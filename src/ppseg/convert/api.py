@@ -68,7 +68,19 @@ class ConverterOptions:
 #: Converter options per registry-name prefix (the longest matching prefix wins).
 #: A model without an entry converts with no drops and no defaults (strict).
 CONVERTER_OPTIONS: dict[str, ConverterOptions] = {
+    # PP-LiteSeg checkpoints from before Aug 2022 (the released ones) lack the UAFMs' fixed
+    # `_scale` (then a literal 1 in the formula): fill it with 1.0 and report it (spec 3.2, 9.3).
+    "pp_liteseg": ConverterOptions(defaults={r"ppseg_head\.arm_list\.\d+\._scale": 1.0}),
     "pp_mobileseg": ConverterOptions(),
+    # PP-HumanSeg: the ppseg models hold only the weights their forward uses; the reference's
+    # dead tensors are dropped and reported (see ppseg.models.pp_humanseg).
+    # V1-Lite: stride-1 shuffle units' unused `_depthwise_separable_0` (95,040 params, spec 4.1).
+    "pp_humanseg_lite_v1": ConverterOptions(drop=(r"^block[12]\.[1-9]\d*\._depthwise_separable_0\.",)),
+    "pp_humansegv2_lite_general": ConverterOptions(),
+    # V2-Lite portrait: MobileNetV3 blocks 12-14 (1/32) are built by the reference but unused.
+    "pp_humansegv2_lite_portrait": ConverterOptions(drop=(r"^backbone\.blocks\.1[2-4]\.",)),
+    # V2-Mobile is a PP-LiteSeg: same `_scale` fill as above for checkpoints without it.
+    "pp_humansegv2_mobile": ConverterOptions(defaults={r"ppseg_head\.arm_list\.\d+\._scale": 1.0}),
 }
 
 

@@ -32,6 +32,7 @@ from .dice import DiceLoss
 from .lovasz import LovaszHingeLoss, LovaszSoftmaxLoss
 from .mixed import MixedLoss
 from .ohem import OhemCrossEntropyLoss
+from .scl import SemanticConnectivityLoss
 
 LOSSES: dict[str, type[nn.Module]] = {
     "CrossEntropyLoss": CrossEntropyLoss,
@@ -41,6 +42,7 @@ LOSSES: dict[str, type[nn.Module]] = {
     "DiceLoss": DiceLoss,
     "BCELoss": BCELoss,
     "MixedLoss": MixedLoss,
+    "SemanticConnectivityLoss": SemanticConnectivityLoss,
 }
 
 __all__ = [
@@ -53,6 +55,7 @@ __all__ = [
     "MixedLoss",
     "OhemCrossEntropyLoss",
     "SegLoss",
+    "SemanticConnectivityLoss",
     "compute_losses",
     "expand_losses",
 ]
