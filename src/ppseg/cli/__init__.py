@@ -56,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     except PPSegError as e:
         print(f"ppseg {args.command}: error: {e}", file=sys.stderr)
         return 1
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] != "torch":
+            raise
+        print(f"ppseg {args.command}: error: this command needs PyTorch, which is not installed: "
+              "pip install 'ppseg[train]' (the torch-free runtime is ppseg.deploy)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"ppseg {args.command}: interrupted", file=sys.stderr)
         return 130

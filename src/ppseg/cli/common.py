@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from ..config import Config, load_config
-from ..engine import build
-from ..engine.checkpoint import load_file, load_weights
 from ..errors import ConfigError
-from ..segmentor import Segmentor
+
+if TYPE_CHECKING:  # pragma: no cover - torch is imported by the commands that run, not by `ppseg --help`
+    import torch
+
+    from ..config import Config
+    from ..segmentor import Segmentor
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
@@ -58,13 +59,18 @@ def inference_overrides(args: argparse.Namespace) -> dict:
     return over
 
 
-def load_config_args(args: argparse.Namespace) -> Config:
+def load_config_args(args: argparse.Namespace) -> "Config":
+    from ..config import load_config
+    from ..engine import build
+
     cfg = load_config(args.config, args.opts)
     build.check_top_level(cfg)
     return cfg
 
 
-def device_of(name: str) -> torch.device:
+def device_of(name: str) -> "torch.device":
+    import torch
+
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda: no CUDA device is available")
     if name == "auto":
@@ -101,8 +107,11 @@ def check_model_kwargs(name: str, config_kwargs: dict, ckpt: dict, path: str) ->
                               f"set model.{key}: {a!r} in the config (or --opts model.{key}={a})")
 
 
-def load_segmentor(cfg: Config, checkpoint: str, num_classes: int, args: argparse.Namespace) -> Segmentor:
+def load_segmentor(cfg: "Config", checkpoint: str, num_classes: int, args: argparse.Namespace) -> "Segmentor":
     """Build the config's model, load ``checkpoint`` into it, wrap it in a segmentor."""
+    from ..engine import build
+    from ..engine.checkpoint import load_file, load_weights
+
     name, kwargs, model = build.build_model(cfg, num_classes)
     ckpt = load_file(checkpoint)
     check_model_kwargs(name, kwargs, ckpt, checkpoint)

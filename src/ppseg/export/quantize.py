@@ -8,6 +8,7 @@ activations per tensor (uint8, MinMax calibration).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -22,6 +23,16 @@ from ..errors import PPSegError
 __all__ = ["quantize_int8"]
 
 log = logging.getLogger("ppseg")
+
+
+@contextlib.contextmanager
+def _cwd(path: str) -> Iterator[None]:
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
 
 
 def quantize_int8(float_path: Path, out_path: Path, calib_images: Sequence[str | os.PathLike],
@@ -59,7 +70,8 @@ def quantize_int8(float_path: Path, out_path: Path, calib_images: Sequence[str |
             from onnxruntime.quantization.shape_inference import quant_pre_process
 
             pre = Path(tmp) / "pre.onnx"
-            quant_pre_process(str(float_path), str(pre), skip_symbolic_shape=False)
+            with _cwd(tmp):  # it writes scratch files into the working directory
+                quant_pre_process(str(float_path.resolve()), str(pre), skip_symbolic_shape=False)
             source = pre
         except Exception as e:  # noqa: BLE001 - fall back to the plain graph
             log.info("quantisation pre-processing skipped (%s)", str(e).splitlines()[0][:120] if str(e) else e)
