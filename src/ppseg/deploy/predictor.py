@@ -120,6 +120,7 @@ class Predictor:
             so.intra_op_num_threads = int(threads)
             so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.log_severity_level = 3  # errors only: graph clean-up notices are not the user's business
         try:
             self.session = ort.InferenceSession(str(self.path), so, providers=list(providers or ["CPUExecutionProvider"]))
         except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
