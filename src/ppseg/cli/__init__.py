@@ -8,10 +8,10 @@ import sys
 
 from .. import __version__
 from ..errors import PPSegError
-from . import check_data, convert, export, predict, train, val
+from . import bench, check_data, convert, export, humanseg, predict, train, val
 
 COMMANDS = {"train": train, "val": val, "predict": predict, "check-data": check_data, "convert": convert,
-            "export": export}
+            "export": export, "bench": bench, "humanseg": humanseg}
 
 
 def build_parser() -> argparse.ArgumentParser:
