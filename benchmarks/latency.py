@@ -1,169 +1,134 @@
-"""CPU latency and training throughput of ppseg models (torch eager), printed as tables.
+"""CPU inference latency (via ``ppseg bench``) and training throughput of ppseg models, as tables.
 
     python benchmarks/latency.py                                  # PP-MobileSeg Base + Tiny, 512x512, 1 and 2 threads
     python benchmarks/latency.py --models pp_mobileseg_tiny --size 512 512 --threads 1 --runs 20
+    python benchmarks/latency.py --backends torch,onnxruntime,paddle --ops vim
     python benchmarks/latency.py --train                          # also training images/s (batch 4, AdamW, 2 threads)
+    python benchmarks/latency.py --train --no-inference           # training throughput only
     python benchmarks/latency.py --json out.json
 
-Inference rows (median and p90 ms over --runs after --warmup):
-  logits      the network only (low-resolution logits where the model has them)
-  argmax      network + full bilinear upsample to the input size + argmax
-  vim         network + VIM (the reference's valid-interpolate post-processing)
-  vim_exact   network + exact VIM (labels identical to argmax)
+Inference rows come from :func:`ppseg.bench.run_benchmark` (the library behind
+``ppseg bench``): the whole path from an H x W x 3 uint8 image to the label map,
+median and p90 ms over --runs after --warmup, every (backend, threads) pair in a
+fresh process, for each post-processing in --ops (``argmax``: full-resolution
+logits + argmax; ``vim``: the reference's VIM on low-resolution logits; models
+without low-resolution logits skip ``vim``). Backends: ``torch`` (ppseg.Segmentor),
+``onnxruntime`` (exported once, ppseg.deploy.Predictor) and, when ``paddle`` and
+``paddleseg`` are importable (optional, never a dependency), ``paddle``: the
+PaddleSeg reference model timed the same way in the same run, with the ratio printed.
 
-When ``paddle`` and ``paddleseg`` are importable (optional; not a dependency),
-the reference PP-MobileSeg is timed the same way in the same run and the ratio
-is printed. Training throughput uses random data (no loader), so it measures
-the model, loss and optimizer step: 0.8 CE + 0.2 Lovász, AdamW, 150 classes, labels
-made of blocks of 25 classes per batch.
+Training throughput runs the trainer's step on random data (no loader): the model's
+recipe config (loss: 0.8 CE + 0.2 Lovász MixedLoss; AdamW with its param groups;
+schedule), 150 classes, labels made of blocks of 25 classes per batch, through the same
+forward/loss functions as ``ppseg train`` (the fused low-resolution CE + Lovász path;
+``PPSEG_FUSED_LOSS=0`` for the plain one).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
 import ppseg
+from ppseg.bench import BenchConfig, format_table, paddle_available, parse_backends, run_benchmark
 
 REFERENCE_TRAIN_IMG_S = {"pp_mobileseg_tiny": 1.78, "pp_mobileseg_base": 1.05}  # measured on this machine (issue 3)
 
 
-def timeit(fn: Callable[[], object], runs: int, warmup: int) -> tuple[float, float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000)
-    times.sort()
-    return statistics.median(times), times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))]
-
-
-def inference_rows(name: str, size: tuple[int, int], threads: int, runs: int, warmup: int,
-                   num_classes: int, channels_last: bool) -> list[dict]:
-    torch.set_num_threads(threads)
-    model = ppseg.create_model(name, num_classes=num_classes).eval()
-    x = torch.randn(1, 3, size[1], size[0])
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    h, w = size[1], size[0]
-    lowres = getattr(model, "forward_lowres", None)
-    cases: dict[str, Callable[[], object]] = {}
-    if lowres is not None:
-        cases["logits"] = lambda: lowres(x)
-        cases["argmax"] = lambda: F.interpolate(lowres(x), size=(h, w), mode="bilinear",
-                                                align_corners=False).argmax(1)
-        try:
-            from ppseg.vim import vim, vim_exact
-
-            cases["vim"] = lambda: vim(lowres(x), (h, w))
-            cases["vim_exact"] = lambda: vim_exact(lowres(x), (h, w))
-        except ImportError:
-            pass
-    else:
-        cases["logits"] = lambda: model(x)
-        cases["argmax"] = lambda: model(x).argmax(1)
-    rows = []
-    with torch.inference_mode():
-        for case, fn in cases.items():
-            med, p90 = timeit(fn, runs, warmup)
-            rows.append({"backend": "torch", "model": name, "size": f"{w}x{h}", "threads": threads, "case": case,
-                         "median_ms": med, "p90_ms": p90})
+def inference_rows(args: argparse.Namespace) -> list[dict]:
+    w, h = args.size
+    backends = parse_backends(args.backends) if args.backends else \
+        ("torch", "onnxruntime") + (("paddle",) if paddle_available() else ())
+    rows: list[dict] = []
+    for name in args.models:
+        model = ppseg.create_model(name, num_classes=args.num_classes)
+        for op in args.ops:
+            if op == "vim" and not callable(getattr(model, "forward_lowres", None)):
+                print(f"({name}: no low-resolution logits, vim skipped)")
+                continue
+            cfg = BenchConfig(name, {"num_classes": args.num_classes}, (1, 3, h, w), threads=tuple(args.threads),
+                              backends=backends, output_op=op, uint8_input=args.uint8_input, ort_opt=args.ort_opt,
+                              runs=args.runs, warmup=args.warmup, channels_last=args.channels_last)
+            rows += run_benchmark(cfg, progress=lambda s: print(s, flush=True))
     return rows
 
 
-def paddle_rows(name: str, size: tuple[int, int], threads: int, runs: int, warmup: int,
-                num_classes: int) -> list[dict]:
-    """The reference, when installed: same input, same thread count, same cases."""
-    try:
-        import paddle
-        from paddleseg.models import PPMobileSeg
-        from paddleseg.models.backbones import MobileSeg_Base, MobileSeg_Tiny
-    except ImportError:
-        return []
-    paddle.set_device("cpu")
-    paddle.set_flags({"FLAGS_use_mkldnn": True})
-    try:
-        paddle.set_num_threads(threads)  # type: ignore[attr-defined]
-    except AttributeError:
-        pass
-    w, h = size
-    if name == "pp_mobileseg_base":
-        backbone = MobileSeg_Base(inj_type="AAMSx8", out_feat_chs=[64, 128, 192])
-    elif name == "pp_mobileseg_tiny":
-        backbone = MobileSeg_Tiny(inj_type="AAM", out_feat_chs=[32, 64, 128])
-    else:
-        return []
-    rows = []
-    for case, upsample in (("argmax", "intepolate"), ("vim", "vim")):
-        model = PPMobileSeg(num_classes=num_classes, backbone=backbone, upsample=upsample)
-        model.eval()
-        x = paddle.randn([1, 3, h, w])
-
-        def run() -> object:
-            out = model(x)[0]
-            return out.argmax(1) if upsample == "intepolate" else out
-
-        with paddle.no_grad():
-            med, p90 = timeit(run, runs, warmup)
-        rows.append({"backend": "paddle", "model": name, "size": f"{w}x{h}", "threads": threads, "case": case,
-                     "median_ms": med, "p90_ms": p90})
-    return rows
+TRAIN_CONFIGS = {"pp_mobileseg_tiny": "configs/pp_mobileseg/tiny_ade20k_512x512_80k.yml",
+                 "pp_mobileseg_base": "configs/pp_mobileseg/base_ade20k_512x512_80k.yml"}
+"""The recipe whose loss, optimizer (param groups) and segmentor the training benchmark uses."""
 
 
 def train_throughput(name: str, size: tuple[int, int], batch: int, steps: int, threads: int,
-                     channels_last: bool, amp: bool, num_classes: int) -> float:
-    from ppseg.losses import CrossEntropyLoss, LovaszSoftmaxLoss
+                     channels_last: bool, amp: bool, num_classes: int, config: str | None = None,
+                     profile: str | None = None) -> float:
+    """Training images/s of ``name`` with its recipe's loss, optimizer and schedule.
+
+    The step is the trainer's: :func:`ppseg.engine.trainer.train_forward` (low-resolution
+    logits for the loss when :func:`~ppseg.engine.trainer.lowres_loss_applies`), the
+    config's losses through :func:`ppseg.losses.compute_losses`, ``zero_grad(set_to_none)``,
+    backward, optimizer and scheduler step (no EMA, no data loading: random images and
+    labels made of blocks of 25 classes per batch). ``PPSEG_FUSED_LOSS=0`` measures the
+    plain (unfused) loss path. ``profile``: write a torch.profiler table (self CPU time) of
+    the timed steps to this file.
+    """
+    from pathlib import Path
+
+    from ppseg.config import load_config
+    from ppseg.engine import build
+    from ppseg.engine.trainer import lowres_loss_applies, train_forward
+    from ppseg.losses import compute_losses
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = ppseg.create_model(name, num_classes=num_classes).train()
+    cfg_path = config or TRAIN_CONFIGS.get(name)
+    if cfg_path is None:
+        raise SystemExit(f"--train: no recipe config known for {name}; pass --train-config")
+    cfg = load_config(Path(__file__).resolve().parents[1] / cfg_path if not Path(cfg_path).exists() else cfg_path)
+    _, _, model = build.build_model(cfg, num_classes)
+    seg = build.build_segmentor(cfg, model).train()
+    losses, coef = build.build_losses(cfg)
+    optimizer, scheduler = build.optim_spec(cfg).build(seg.model, int(cfg["iters"]))
     w, h = size
-    x = torch.randn(batch, 3, h, w)
+    x = torch.rand(batch, 3, h, w) * 255.0
     # Realistic labels: blocks of ~25 distinct classes per batch (an ADE20K crop holds about
     # that many), not per-pixel noise over all classes (which makes Lovász sort 150 maps).
     present = torch.randperm(num_classes)[:25]
     blocks = present[torch.randint(0, len(present), (batch, 1, 8, 8))].float()
     y = F.interpolate(blocks, size=(h, w), mode="nearest")[:, 0].long()
     if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        seg = seg.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, fused=True)
-    ce, lovasz = CrossEntropyLoss(), LovaszSoftmaxLoss()
+    lowres = lowres_loss_applies(seg.model, losses, "bf16" if amp else "off", 1)
 
     def step() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
-            logits = model(x)[0]
-        loss = 0.8 * ce(logits.float(), y) + 0.2 * lovasz(logits.float(), y)
-        opt.zero_grad(set_to_none=True)
+            outputs = train_forward(seg, seg, x, y, lowres)
+        loss, _ = compute_losses([o.float() for o in outputs], y, losses, coef)
+        optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
+        optimizer.step()
+        scheduler.step()
 
     step()
+    if profile:
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as torch_profile
+
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            t = time.perf_counter()
+            for _ in range(steps):
+                step()
+            elapsed = time.perf_counter() - t
+        Path(profile).write_text(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+        return batch * steps / elapsed
     t = time.perf_counter()
     for _ in range(steps):
         step()
     return batch * steps / (time.perf_counter() - t)
-
-
-def print_table(rows: list[dict]) -> None:
-    head = f"{'backend':<8} {'model':<22} {'size':<9} {'thr':>3} {'case':<10} {'median ms':>10} {'p90 ms':>8} {'vs paddle':>9}"
-    print(head)
-    print("-" * len(head))
-    ref = {(r["model"], r["size"], r["threads"], r["case"]): r["median_ms"] for r in rows if r["backend"] == "paddle"}
-    for r in rows:
-        key = (r["model"], r["size"], r["threads"], r["case"])
-        ratio = f"{ref[key] / r['median_ms']:.2f}x" if r["backend"] == "torch" and key in ref else ""
-        print(f"{r['backend']:<8} {r['model']:<22} {r['size']:<9} {r['threads']:>3} {r['case']:<10} "
-              f"{r['median_ms']:>10.1f} {r['p90_ms']:>8.1f} {ratio:>9}")
 
 
 def main() -> None:
@@ -174,30 +139,49 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--num-classes", type=int, default=150)
-    p.add_argument("--channels-last", action="store_true", help="channels-last memory format for inference")
+    p.add_argument("--ops", nargs="+", default=["argmax", "vim"], choices=("argmax", "vim", "none", "softmax"),
+                   help="post-processing / ONNX output ops to time (default argmax vim)")
+    p.add_argument("--backends", default=None,
+                   help="comma-separated torch,onnxruntime,paddle (default torch,onnxruntime, plus paddle if installed)")
+    p.add_argument("--uint8-input", action="store_true", help="ONNX Runtime: uint8 NHWC graph input")
+    p.add_argument("--ort-opt", default="all", choices=("disable", "basic", "extended", "all"))
+    p.add_argument("--channels-last", action="store_true", help="torch: channels-last memory format for inference")
+    p.add_argument("--no-inference", action="store_true", help="skip the inference latency table")
     p.add_argument("--train", action="store_true", help="also measure training images/s")
     p.add_argument("--train-batch", type=int, default=4)
     p.add_argument("--train-steps", type=int, default=5)
+    p.add_argument("--train-threads", type=int, default=2)
+    p.add_argument("--train-settings", nargs="+", default=["contiguous", "channels-last", "channels-last+bf16"],
+                   choices=("contiguous", "channels-last", "contiguous+bf16", "channels-last+bf16"),
+                   help="memory format (+ bf16 autocast) of the training rows")
+    p.add_argument("--train-config", default=None, help="recipe config for --train (default: the model's ADE20K one)")
+    p.add_argument("--train-profile", default=None,
+                   help="write torch.profiler tables of the timed training steps to <this>.<model>.<setting>.txt")
     p.add_argument("--json", default=None)
     args = p.parse_args()
     size = tuple(args.size)
 
     rows: list[dict] = []
-    for name in args.models:
-        for threads in args.threads:
-            rows += inference_rows(name, size, threads, args.runs, args.warmup, args.num_classes, args.channels_last)
-            rows += paddle_rows(name, size, threads, args.runs, args.warmup, args.num_classes)
-    print(f"Inference latency, batch 1, {size[0]}x{size[1]}, {args.num_classes} classes "
-          f"(torch {torch.__version__}, {'channels-last' if args.channels_last else 'contiguous'})")
-    print_table(rows)
+    if not args.no_inference:
+        rows = inference_rows(args)
+        print(f"\nInference latency, image -> label map, batch 1, {size[0]}x{size[1]}, {args.num_classes} classes, "
+              f"random weights (torch {torch.__version__}, {'channels-last' if args.channels_last else 'contiguous'})")
+        print(format_table(rows))
 
     train_rows = []
     if args.train:
-        print(f"\nTraining throughput: batch {args.train_batch}, {size[0]}x{size[1]}, AdamW (fused), 2 threads")
+        import os
+
+        fused = os.environ.get("PPSEG_FUSED_LOSS", "1") not in ("0", "false", "off", "no")
+        print(f"\nTraining throughput: batch {args.train_batch}, {size[0]}x{size[1]}, recipe loss + optimizer, "
+              f"{args.train_threads} threads, {'fused' if fused else 'plain (PPSEG_FUSED_LOSS=0)'} loss path")
         print(f"{'model':<22} {'setting':<28} {'img/s':>7} {'reference':>10} {'ratio':>7}")
         for name in args.models:
-            for cl, amp in ((False, False), (True, False), (True, True)):
-                ips = train_throughput(name, size, args.train_batch, args.train_steps, 2, cl, amp, args.num_classes)
+            for setting_name in args.train_settings:
+                cl, amp = setting_name.startswith("channels-last"), setting_name.endswith("+bf16")
+                prof = f"{args.train_profile}.{name}.{setting_name}.txt" if args.train_profile else None
+                ips = train_throughput(name, size, args.train_batch, args.train_steps, args.train_threads, cl, amp,
+                                       args.num_classes, args.train_config, prof)
                 setting = ("channels-last" if cl else "contiguous") + (" + bf16 autocast" if amp else "")
                 ref = REFERENCE_TRAIN_IMG_S.get(name)
                 train_rows.append({"model": name, "setting": setting, "img_s": ips, "reference_img_s": ref})

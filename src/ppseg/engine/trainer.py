@@ -85,6 +85,35 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def lowres_loss_applies(model: nn.Module, losses: list[nn.Module], amp: str, world: int,
+                        device: torch.device | str = "cpu") -> bool:
+    """Whether training may hand the loss the model's low-resolution logits.
+
+    Exactly equivalent and much cheaper for a PP-MobileSeg model (whose training output is
+    ``[bilinear_resize(forward_lowres(x), x.shape)]``) with a loss that resizes low-resolution
+    logits itself without materialising them (:func:`ppseg.losses.fused.prefers_lowres`, the
+    recipe's CE + Lovász MixedLoss): every loss resizes logits to the label size with the same
+    bilinear rule. Only in float32 (``amp: off``: under autocast the model resizes in bf16) and
+    in a single process (DDP needs its own forward).
+    """
+    from ..losses.fused import prefers_lowres
+    from ..models.pp_mobileseg import PPMobileSeg
+
+    return world == 1 and amp == "off" and isinstance(model, PPMobileSeg) and len(losses) >= 1 \
+        and prefers_lowres(losses[0], device)
+
+
+def train_forward(net: nn.Module, segmentor: Segmentor, images: torch.Tensor, labels: torch.Tensor,
+                  lowres: bool) -> list[torch.Tensor]:
+    """The training outputs handed to the losses: ``net(images)`` (``net`` is the segmentor or
+    its DDP wrapper), or the low-resolution logits when ``lowres`` (see
+    :func:`lowres_loss_applies`) and the labels have the image size."""
+    if lowres and labels.shape[-2:] == images.shape[-2:]:
+        return [segmentor.model.forward_lowres(segmentor.normalize(images))]
+    out = net(images)
+    return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -143,6 +172,8 @@ class Trainer:
         self.losses = [loss.to(self.device) for loss in self.losses]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.opts.amp == "fp16")
         self.ema = ModelEMA(self.segmentor, self.opts.ema_decay) if self.opts.ema else None
+        self.lowres_loss = lowres_loss_applies(self.segmentor.model, self.losses, self.opts.amp, self.world,
+                                               self.device)
         self.ddp: nn.Module = self.segmentor
         if self.world > 1:
             self.ddp = nn.parallel.DistributedDataParallel(
@@ -339,7 +370,7 @@ class Trainer:
             if opts.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             with autocast_for(self.device, opts.amp):
-                outputs = self.ddp(images)
+                outputs = train_forward(self.ddp, self.segmentor, images, labels, self.lowres_loss)
             loss, terms = compute_losses([o.float() for o in outputs], labels, self.losses, self.loss_coef)
             if not torch.isfinite(loss):
                 raise PPSegError(f"loss became {loss.item()} at iteration {self.iter + 1}; "
