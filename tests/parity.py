@@ -61,3 +61,21 @@ def tolerance(meta: dict, key: str) -> float:
     """The README's tolerance for a float output: ``suggested_atol`` or 1e-4·max(1, max|ref|)."""
     info = meta["arrays"][key]
     return float(info.get("suggested_atol", 1e-4 * max(1.0, info.get("max_abs", 1.0))))
+
+
+def assert_paddle_layout(model, meta: dict) -> "object":
+    """The model's state dict is the fixture's, key for key in Paddle's order, up to the BN renames.
+
+    Returns the ``ConvertedState`` so callers can check drops/fills of their own.
+    """
+    from ppseg.convert import paddle_to_torch_state
+
+    zeros = {key: np.zeros(shape, np.float32) for key, shape in meta["state_dict"]}
+    converted = paddle_to_torch_state(zeros, model)  # raises on any key or shape mismatch
+    own = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
+    renamed = dict(converted.renamed)
+    assert [renamed.get(k, k) for k, _ in meta["state_dict"]] == own  # same keys, same order
+    assert {k for k, _ in converted.renamed} == {k for k, _ in meta["state_dict"] if k.endswith(("_mean", "_variance"))}
+    assert not converted.dropped and not converted.filled and not converted.transposed
+    assert sum(p.numel() for p in model.parameters()) == meta["numel_excluding_bn_stats"]
+    return converted

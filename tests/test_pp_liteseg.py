@@ -30,7 +30,8 @@ from ppseg.models.pp_liteseg import (
 from ppseg.models.stdcnet import CatBottleneck, stdc1, stdc2
 from onnx_check import assert_onnx_matches_torch
 
-from parity import load_fixture, paddle_state, tolerance
+from weights import randomize as _randomize
+from parity import assert_paddle_layout, load_fixture, paddle_state, tolerance
 
 FACTORIES = {"t": pp_liteseg_t, "b": pp_liteseg_b}
 FIXTURES = ["pp_liteseg_t", "pp_liteseg_b"]
@@ -41,24 +42,6 @@ def _model_for_fixture(meta: dict) -> PPLiteSeg:
     """The port configured like a fixture's ``constructor`` (backbone STDC1 -> T, STDC2 -> B)."""
     variant = {"STDC1": "t", "STDC2": "b"}[meta["constructor"]["backbone"]["type"]]
     return FACTORIES[variant](meta["constructor"]["num_classes"])
-
-
-def _randomize(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial weights and BN statistics (fixture-rule magnitudes); ``_scale`` stays 1."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in model.state_dict(keep_vars=True).items():
-            if name.endswith(("num_batches_tracked", "_scale")):
-                continue
-            if name.endswith("running_var"):
-                t.copy_(torch.rand(t.shape, generator=gen) + 0.5)
-            elif t.ndim >= 2:
-                t.copy_(torch.randn(t.shape, generator=gen) * (t[0].numel() ** -0.5))
-            elif name.endswith("weight"):
-                t.copy_(torch.rand(t.shape, generator=gen) + 0.5)
-            else:
-                t.copy_(torch.randn(t.shape, generator=gen) * 0.1)
-    return model
 
 
 def _paddle_layout(model: nn.Module) -> dict[str, np.ndarray]:
@@ -220,14 +203,7 @@ def test_registry_builds_both_variants_with_typed_kwargs() -> None:
 def test_state_dict_matches_paddle_layout(name: str) -> None:
     meta, _ = load_fixture(name)
     model = _model_for_fixture(meta)
-    zeros = {key: np.zeros(shape, np.float32) for key, shape in meta["state_dict"]}
-    converted = paddle_to_torch_state(zeros, model)  # raises on any key or shape mismatch
-    own = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
-    renamed = dict(converted.renamed)
-    assert [renamed.get(k, k) for k, _ in meta["state_dict"]] == own  # same keys, same order
-    assert {k for k, _ in converted.renamed} == {k for k, _ in meta["state_dict"] if k.endswith(("_mean", "_variance"))}
-    assert not converted.dropped and not converted.filled and not converted.transposed
-    assert sum(p.numel() for p in model.parameters()) == meta["numel_excluding_bn_stats"]
+    assert_paddle_layout(model, meta)
     assert sum(t.numel() for k, t in model.state_dict().items() if not k.endswith("num_batches_tracked")) == \
         meta["numel_all"]
 

@@ -15,7 +15,7 @@ from ppseg.models.pp_mobileseg import PPMobileSeg, pp_mobileseg_base, pp_mobiles
 from ppseg.models.strideformer import AAM, AAMStride8, DropPath, StrideFormer
 from onnx_check import assert_onnx_matches_torch
 
-from parity import load_fixture, paddle_state, tolerance
+from parity import assert_paddle_layout, load_fixture, paddle_state, tolerance
 from weights import randomize as _randomize
 
 FACTORIES = {"base": pp_mobileseg_base, "tiny": pp_mobileseg_tiny}
@@ -121,14 +121,7 @@ def test_registry_builds_both_variants_with_typed_kwargs() -> None:
 def test_state_dict_matches_paddle_layout(name: str) -> None:
     meta, _ = load_fixture(name)
     model = _model_for_fixture(meta)
-    zeros = {key: np.zeros(shape, np.float32) for key, shape in meta["state_dict"]}
-    converted = paddle_to_torch_state(zeros, model)  # raises on any key or shape mismatch
-    own = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
-    renamed = dict(converted.renamed)
-    assert [renamed.get(k, k) for k, _ in meta["state_dict"]] == own  # same keys, same order
-    assert {k for k, _ in converted.renamed} == {k for k, _ in meta["state_dict"] if k.endswith(("_mean", "_variance"))}
-    assert not converted.dropped and not converted.filled and not converted.transposed
-    assert sum(p.numel() for p in model.parameters()) == meta["numel_excluding_bn_stats"]
+    assert_paddle_layout(model, meta)
 
 
 @pytest.mark.parametrize("name", FIXTURES)
