@@ -178,6 +178,56 @@ class ConvBNAct(nn.Module):
         return self.act(self.bn(self._modules[self.conv_name](x)))  # type: ignore[misc]
 
 
+#: Slope of PaddleSeg's ``Activation("leakyrelu")`` (Paddle's ``nn.LeakyReLU`` default).
+LEAKY_RELU_SLOPE: float = 0.01
+
+
+class PaddleConvBNAct(nn.Module):
+    """Conv2d + BatchNorm2d + optional activation, laid out like PaddleSeg's ``layers.ConvBN``,
+    ``ConvBNReLU`` and ``ConvBNAct``.
+
+    The sub-module names ``_conv`` and ``_batch_norm`` are PaddleSeg's state-dict names
+    (``..._conv.weight``, ``..._batch_norm._mean``); they are kept so that a checkpoint
+    converts by renaming BN statistics only. Used by PP-LiteSeg and PP-HumanSeg.
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        kernel_size: Square kernel size.
+        stride: Convolution stride.
+        padding: Symmetric padding; ``None`` means ``kernel_size // 2`` (Paddle's ``'same'``
+            at stride 1).
+        groups: Convolution groups (``in_channels`` for depthwise).
+        bias: Whether the conv has a bias.
+        act: ``"relu"``, ``"leaky_relu"`` (slope :data:`LEAKY_RELU_SLOPE`) or ``None``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        *,
+        stride: int = 1,
+        padding: int | None = None,
+        groups: int = 1,
+        bias: bool = False,
+        act: str | None = None,
+    ) -> None:
+        super().__init__()
+        if padding is None:
+            padding = kernel_size // 2
+        self._conv = nn.Conv2d(
+            in_channels, out_channels, kernel_size, stride=stride, padding=padding, groups=groups, bias=bias
+        )
+        self._batch_norm = nn.BatchNorm2d(out_channels, momentum=BN_MOMENTUM)
+        self.act = nn.LeakyReLU(LEAKY_RELU_SLOPE) if act == "leaky_relu" else get_activation(act)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[N, in, H, W]`` -> ``[N, out, H', W']``: convolve, normalise and activate."""
+        return self.act(self._batch_norm(self._conv(x)))
+
+
 class SqueezeExcite(nn.Module):
     """Squeeze-and-excitation as in PaddleSeg's MobileNetV3 (``mid_se``).
 

@@ -42,13 +42,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ppseg.models.layers import BN_MOMENTUM, init_conv_bn
+from ppseg.models.layers import PaddleConvBNAct, init_conv_bn
 from ppseg.models.mobilenetv3 import MobileNetV3
 from ppseg.models.pp_liteseg import AdaptiveAvgPool2dMatmul, PPLiteSeg
 from ppseg.models.stdcnet import stdc1
 
 __all__ = [
-    "ConvBNReLU",
     "MobileContextModule",
     "MobileSegHead",
     "PPHumanSegV1Lite",
@@ -72,50 +71,6 @@ def _resize(x: Tensor, size: Sequence[int] | torch.Size, align_corners: bool = F
 # --------------------------------------------------------------------------------------
 # PaddleSeg-style conv blocks (``_conv`` / ``_batch_norm`` key layout)
 # --------------------------------------------------------------------------------------
-
-
-class ConvBNReLU(nn.Module):
-    """``Conv2d`` + ``BatchNorm2d`` + optional ReLU, registered as ``_conv`` / ``_batch_norm``.
-
-    PaddleSeg's ``ConvBN`` / ``ConvBNReLU`` key layout (``*._conv.weight``,
-    ``*._batch_norm._mean``), shared by PP-HumanSeg V1 and the MobileSeg head.
-
-    Args:
-        in_channels: Input channels.
-        out_channels: Output channels.
-        kernel_size: Square kernel size.
-        stride: Convolution stride.
-        padding: Symmetric padding; ``None`` means ``kernel_size // 2`` (equal to Paddle's
-            ``'same'`` for stride 1).
-        groups: Convolution groups (``in_channels`` for depthwise).
-        bias: Whether the conv has a bias.
-        relu: Apply ReLU after the BN (``False``: PaddleSeg's ``ConvBN``).
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int,
-        *,
-        stride: int = 1,
-        padding: int | None = None,
-        groups: int = 1,
-        bias: bool = False,
-        relu: bool = True,
-    ) -> None:
-        super().__init__()
-        if padding is None:
-            padding = kernel_size // 2
-        self._conv = nn.Conv2d(
-            in_channels, out_channels, kernel_size, stride=stride, padding=padding, groups=groups, bias=bias
-        )
-        self._batch_norm = nn.BatchNorm2d(out_channels, momentum=BN_MOMENTUM)
-        self.relu: nn.Module = nn.ReLU(inplace=True) if relu else nn.Identity()
-
-    def forward(self, x: Tensor) -> Tensor:
-        """``[N, in, H, W]`` -> ``[N, out, H', W']``."""
-        return self.relu(self._batch_norm(self._conv(x)))
 
 
 class SeparableConvBNReLU(nn.Module):
@@ -144,10 +99,8 @@ class SeparableConvBNReLU(nn.Module):
         pointwise_bias: bool = True,
     ) -> None:
         super().__init__()
-        self.depthwise_conv = ConvBNReLU(
-            in_channels, in_channels, kernel_size, stride=stride, groups=in_channels, relu=False
-        )
-        self.piontwise_conv = ConvBNReLU(in_channels, out_channels, 1, bias=pointwise_bias)
+        self.depthwise_conv = PaddleConvBNAct(in_channels, in_channels, kernel_size, stride=stride, groups=in_channels)
+        self.piontwise_conv = PaddleConvBNAct(in_channels, out_channels, 1, bias=pointwise_bias, act="relu")
 
     def forward(self, x: Tensor) -> Tensor:
         """``[N, in, H, W]`` -> ``[N, out, H / stride, W / stride]``."""
@@ -195,7 +148,7 @@ class ShuffleUnit(nn.Module):
             self._depthwise_separable_0 = SeparableConvBNReLU(
                 in_channels, self.half_channels, 3, stride=2, pointwise_bias=False
             )
-        self._conv = ConvBNReLU(branch_in, self.half_channels, 1)
+        self._conv = PaddleConvBNAct(branch_in, self.half_channels, 1, act="relu")
         self._depthwise_separable_1 = SeparableConvBNReLU(
             self.half_channels, self.half_channels, 3, stride=stride, pointwise_bias=False
         )
@@ -246,8 +199,8 @@ class PPHumanSegV1Lite(nn.Module):
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.num_classes = num_classes
         self.align_corners = align_corners
-        self.conv_bn0 = ConvBNReLU(in_channels, 36, 3, stride=2, padding=1)
-        self.conv_bn1 = ConvBNReLU(36, 18, 1)
+        self.conv_bn0 = PaddleConvBNAct(in_channels, 36, 3, stride=2, padding=1, act="relu")
+        self.conv_bn1 = PaddleConvBNAct(36, 18, 1, act="relu")
         self.block1 = nn.Sequential(ShuffleUnit(36, 2, 72), *(ShuffleUnit(72, 1) for _ in range(3)))
         self.block2 = nn.Sequential(ShuffleUnit(72, 2), *(ShuffleUnit(144, 1) for _ in range(7)))
         self.depthwise_separable0 = SeparableConvBNReLU(144, 64, 3, pointwise_bias=False)
@@ -313,7 +266,8 @@ class MobileContextModule(nn.Module):
         if not bins:
             raise ValueError("the context module needs at least one bin size")
         self.stages = nn.ModuleList(
-            nn.Sequential(AdaptiveAvgPool2dMatmul(int(b)), ConvBNReLU(in_channels, inter_channels, 1, bias=True))
+            nn.Sequential(AdaptiveAvgPool2dMatmul(int(b)),
+                          PaddleConvBNAct(in_channels, inter_channels, 1, bias=True, act="relu"))
             for b in bins
         )
         self.conv_out = SeparableConvBNReLU(inter_channels, out_channels, 3)

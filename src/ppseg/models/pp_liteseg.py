@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ppseg.models.layers import BN_MOMENTUM, get_activation, init_conv_bn
+from ppseg.models.layers import PaddleConvBNAct, init_conv_bn
 from ppseg.models.stdcnet import STDCNet, stdc1, stdc2
 
 __all__ = [
@@ -54,51 +54,12 @@ UAFMType = Literal["spatial", "channel"]
 #: Interpolation used to upsample the higher-level feature inside the decoder.
 ResizeMode = Literal["bilinear", "nearest"]
 
-#: Slope of PaddleSeg's ``Activation("leakyrelu")`` (Paddle's ``nn.LeakyReLU`` default).
-LEAKY_RELU_SLOPE: float = 0.01
-
 
 def _resize(x: Tensor, size: Sequence[int] | torch.Size, mode: ResizeMode = "bilinear") -> Tensor:
     """Resize to ``size``; bilinear uses half-pixel centres (Paddle ``align_corners=False``)."""
     if mode == "bilinear":
         return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
     return F.interpolate(x, size=size, mode="nearest")
-
-
-class PaddleConvBNAct(nn.Module):
-    """Conv2d + BatchNorm2d + optional activation, laid out like PaddleSeg's ``layers.ConvBN``,
-    ``ConvBNReLU`` and ``ConvBNAct``.
-
-    The sub-module names ``_conv`` and ``_batch_norm`` are PaddleSeg's state-dict names
-    (``..._conv.weight``, ``..._batch_norm._mean``); they are kept so that a checkpoint
-    converts by renaming BN statistics only. All convs here have stride 1 and symmetric
-    ``kernel_size // 2`` padding (Paddle's ``'same'`` at stride 1).
-
-    Args:
-        in_channels: Input channels.
-        out_channels: Output channels.
-        kernel_size: Square kernel size (odd).
-        bias: Whether the conv has a bias (Paddle's default is yes).
-        act: ``"relu"``, ``"leaky_relu"`` (slope :data:`LEAKY_RELU_SLOPE`) or ``None``.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int,
-        *,
-        bias: bool,
-        act: Literal["relu", "leaky_relu"] | None,
-    ) -> None:
-        super().__init__()
-        self._conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
-        self._batch_norm = nn.BatchNorm2d(out_channels, momentum=BN_MOMENTUM)
-        self.act = nn.LeakyReLU(LEAKY_RELU_SLOPE) if act == "leaky_relu" else get_activation(act)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Convolve, normalise and activate (spatial size unchanged)."""
-        return self.act(self._batch_norm(self._conv(x)))
 
 
 def _bin_sum_matrix(size: Tensor | int, bins: int, like: Tensor) -> tuple[Tensor, Tensor]:
