@@ -16,6 +16,7 @@ import onnxruntime as ort  # noqa: E402
 import ppseg  # noqa: E402
 from ppseg.errors import ConfigError, PPSegError  # noqa: E402
 from ppseg.export import ExportGraph, export_onnx  # noqa: E402
+from ppseg.export.graph import resize_nhwc  # noqa: E402
 from ppseg.vim import vim  # noqa: E402
 from weights import randomize  # noqa: E402
 
@@ -100,6 +101,36 @@ def test_vim_in_the_graph_equals_ppseg_vim(name: str, tmp_path: Path) -> None:
         (got,) = sess.run(None, {"image": _normalized(x).numpy(), "output_size": np.asarray(out_hw, np.int64)})
         assert got.shape == ref.shape
         assert (got == ref).mean() >= 0.9999
+
+
+class _ResizeNHWCModule(torch.nn.Module):
+    def forward(self, x: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+        return resize_nhwc(x, size)
+
+
+def test_resize_nhwc_is_one_channels_last_resize(tmp_path: Path) -> None:
+    """Eager: exactly F.interpolate. Exported: a single Resize on the NHWC tensor (no transposes), equal to torch
+    within float rounding for up- and downsampling, any batch, channels and size (dynamic)."""
+    x = torch.randn(2, 7, 9, 13, generator=torch.Generator().manual_seed(0))
+    size = torch.tensor([31, 20])
+    ref = torch.nn.functional.interpolate(x.permute(0, 3, 1, 2), size=(31, 20), mode="bilinear",
+                                          align_corners=False).permute(0, 2, 3, 1)
+    assert torch.equal(resize_nhwc(x, size), ref)
+    path = tmp_path / "r.onnx"
+    torch.onnx.export(_ResizeNHWCModule(), (x, size), str(path), input_names=["x", "size"], output_names=["y"],
+                      dynamic_axes={"x": {0: "b", 1: "h", 2: "w", 3: "c"}, "y": {0: "b", 1: "H", 2: "W", 3: "c"}},
+                      opset_version=17, dynamo=False)
+    ops = [n.op_type for n in __import__("onnx").load(str(path)).graph.node]
+    assert ops.count("Resize") == 1 and "Transpose" not in ops
+    sess = _session(path)
+    gen = torch.Generator().manual_seed(1)
+    for shape, hw in [((1, 4, 4, 3), (64, 48)), ((3, 17, 23, 20), (9, 50)), ((1, 32, 32, 22), (512, 512))]:
+        xi = torch.randn(shape, generator=gen)
+        want = torch.nn.functional.interpolate(xi.permute(0, 3, 1, 2), size=hw, mode="bilinear",
+                                               align_corners=False).permute(0, 2, 3, 1).numpy()
+        (got,) = sess.run(None, {"x": xi.numpy(), "size": np.asarray(hw, np.int64)})
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, atol=1e-5 * max(1.0, float(np.abs(want).max())), rtol=0)
 
 
 def test_uint8_input_folds_normalisation(tmp_path: Path) -> None:
