@@ -85,6 +85,26 @@ def test_label_and_prob_ops_resize_to_output_size(op: str, tmp_path: Path) -> No
     assert res.sidecar.output_size_input == "output_size" and res.sidecar.output.op == op
 
 
+@pytest.mark.parametrize("name", ["pp_mobileseg_tiny", "pp_liteseg_t"])
+def test_argmax_of_a_lowres_model_equals_torch(name: str, tmp_path: Path) -> None:
+    """Models with forward_lowres export argmax as two channels-last resizes: the labels of torch's
+    resize(model(x), output_size), at any input and output size."""
+    model = _model(name, seed=7)
+    res = _export(model, tmp_path / "am", output_op="argmax")
+    graph = __import__("onnx").load(str(res.onnx_path)).graph
+    assert [n.op_type for n in graph.node].count("Resize") >= 2
+    sess = _session(res.onnx_path)
+    gen = torch.Generator().manual_seed(8)
+    for shape, out_hw in [((1, 3, 256, 192), (256, 192)), ((2, 3, 150, 221), (301, 97))]:
+        x = torch.rand(shape, generator=gen) * 255
+        with torch.no_grad():
+            ref = torch.nn.functional.interpolate(model(_normalized(x)), size=out_hw, mode="bilinear",
+                                                  align_corners=False).argmax(1).numpy()
+        (got,) = sess.run(None, {"image": _normalized(x).numpy(), "output_size": np.asarray(out_hw, np.int64)})
+        assert got.shape == ref.shape and got.dtype == np.int64
+        assert (got != ref).sum() <= 2, f"{(got != ref).sum()} of {ref.size} labels differ"  # rounding-level only
+
+
 @pytest.mark.parametrize("name", ["pp_mobileseg_tiny", "pp_mobileseg_base"])
 def test_vim_in_the_graph_equals_ppseg_vim(name: str, tmp_path: Path) -> None:
     """VIM exported with ONNX ops only (no loop): the same labels as ppseg.vim.vim, any size, batch-shared label set."""

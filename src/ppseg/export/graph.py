@@ -113,9 +113,21 @@ class ExportGraph(nn.Module):
             low = self.model.forward_lowres(x)
             low = low[0] if isinstance(low, (list, tuple)) else low
             labelset = torch.unique(low.argmax(dim=1))  # sorted; shared by the batch, as the reference
-            # channels last straight after the network (ORT folds this transpose into its last layout
-            # reorder), then pick the K classes: ORT's Resize and ArgMax are fastest over the last axis
-            picked = low.permute(0, 2, 3, 1).index_select(3, labelset)  # [B, h, w, K]
-            return labelset[resize_nhwc(picked, output_size).argmax(dim=3)]
+            # Channels last straight after the network (ORT folds this transpose into its last layout
+            # reorder), then pick the K classes: ORT's Resize and ArgMax are fastest over the last axis.
+            # Both look-ups are torch.gather (ONNX GatherElements): ORT's Gather copies element by
+            # element and is ~8x slower on these shapes.
+            low = low.permute(0, 2, 3, 1)  # [B, h, w, C]
+            k = labelset.numel()
+            picked = torch.gather(low, 3, labelset.view(1, 1, 1, k).expand(low.shape[0], low.shape[1], low.shape[2], k))
+            index = resize_nhwc(picked, output_size).argmax(dim=3)  # [B, H, W], into the label set
+            return torch.gather(labelset.view(1, k), 1, index.reshape(1, -1)).view(index.shape)
+        if self.output_op == "argmax" and callable(getattr(self.model, "forward_lowres", None)):
+            # the model's forward is a bilinear resize of forward_lowres to the input size: the same two
+            # resizes as below, channels last (ORT's fast Resize and ArgMax), no full-size transpose
+            low = self.model.forward_lowres(x)
+            low = (low[0] if isinstance(low, (list, tuple)) else low).permute(0, 2, 3, 1)
+            logits = resize_nhwc(resize_nhwc(low, torch._shape_as_tensor(x)[2:]), output_size)
+            return logits.argmax(dim=3)
         logits = F.interpolate(self._logits(x), size=size, mode="bilinear", align_corners=False)
         return logits.softmax(dim=1) if self.output_op == "softmax" else logits.argmax(dim=1)
