@@ -55,6 +55,7 @@ def test_cli_table_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     (["--model", MODEL, "--input-shape", "1", "3", "64", "64", "--runs", "0"], "--runs"),
     (["--model", MODEL, "--input-shape", "1", "3", "64", "64", "--quantize", "int8"], "--calib-data"),
     (["--model", MODEL, "--input-shape", "1", "3", "64", "64", "--output-op", "vim"], "forward_lowres"),
+    (["--model", MODEL, "--input-shape", "1", "3", "64", "64", "--images", "no/such/photo.png"], "--images"),
 ])
 def test_bad_arguments_one_line(extra: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", *extra]) == 1
@@ -105,3 +106,31 @@ def test_parsers() -> None:
     assert bench.parse_backends("torch, ort") == ("torch", "onnxruntime")
     with pytest.raises(ConfigError):
         bench.parse_backends("")
+
+
+def test_images_are_timed_resized_and_undecodable_ones_named(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """--images: the files (resized to the input shape, reused in turn) are what runs; a file that is not an
+    image is one line naming it."""
+    cv2 = pytest.importorskip("cv2")
+    import numpy as np
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(photos / "a.png"), rng.integers(0, 256, (40, 90, 3), dtype=np.uint8))
+    cv2.imwrite(str(photos / "b.jpg"), rng.integers(0, 256, (70, 50, 3), dtype=np.uint8))
+    imgs = bench._bench_images((3, 3, 64, 48), [str(photos / "a.png"), str(photos / "b.jpg")])
+    assert imgs.shape == (3, 64, 48, 3) and imgs.dtype == np.uint8
+    assert np.array_equal(imgs[0], imgs[2]) and not np.array_equal(imgs[0], imgs[1])  # reused in turn
+    out_json = tmp_path / "b.json"
+    assert main(["bench", *FAST, "--backends", "onnxruntime", "--images", str(photos), "--json", str(out_json)]) == 0
+    assert "1 real image(s)" in capsys.readouterr().out
+    doc = json.loads(out_json.read_text())
+    assert doc["config"]["images"] == [str(photos / "a.png")] and "error" not in doc["rows"][0]
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    assert main(["bench", *FAST, "--backends", "onnxruntime", "--images", str(bad)]) == 1
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert "notes.png" in err and "\n" not in err and "exporting" not in captured.out  # before any work

@@ -103,6 +103,9 @@ class BenchConfig:
         mean / std: normalisation on the 0..1 scale.
         class_names / palette: for the exported sidecar (generated when ``None``).
         channels_last: torch backend only: channels-last model and input.
+        images: image files to time on (resized to ``input_shape``, reused in turn); default:
+            synthetic smooth random images. With trained ``weights``, real images give the real
+            number of classes present, which VIM's cost depends on.
     """
 
     model: str
@@ -123,6 +126,7 @@ class BenchConfig:
     class_names: list[str] | None = None
     palette: list[list[int]] | None = None
     channels_last: bool = False
+    images: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -189,6 +193,13 @@ def check_config(cfg: BenchConfig) -> None:
                                   f"(or pip install onnx onnxruntime)")
     if cfg.weights and not Path(cfg.weights).exists():
         raise ConfigError(f"--weights {cfg.weights}: file not found")
+    if cfg.images:
+        from .data.io import read_image
+
+        for p in cfg.images:  # decoded once here, so a bad file is one line before any work
+            if not Path(p).is_file():
+                raise ConfigError(f"--images: {p}: file not found")
+            read_image(p)
 
 
 def paddle_reference(cfg: BenchConfig) -> tuple[str | None, str]:
@@ -223,6 +234,22 @@ def count_params_and_flops(model: Any, input_hw: tuple[int, int]) -> tuple[int, 
 
 
 # ---------------------------------------------------------------------------------------------- orchestration
+
+
+def _bench_images(shape: tuple[int, int, int, int], paths: Sequence[str]) -> np.ndarray:
+    """N images of ``shape`` (N H W 3 uint8): ``paths`` resized to H x W in turn, or synthetic ones."""
+    if not paths:
+        return _test_images(shape)
+    import cv2
+
+    from .data.io import read_image
+
+    n, _, h, w = shape
+    out = np.empty((n, h, w, 3), np.uint8)
+    for i in range(n):
+        img = read_image(paths[i % len(paths)])  # a clear error for a file that cannot be decoded
+        out[i] = img if img.shape[:2] == (h, w) else cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+    return out
 
 
 def _test_images(shape: tuple[int, int, int, int], seed: int = 0) -> np.ndarray:
@@ -317,7 +344,7 @@ def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] | None = Non
         torch.save(model.state_dict(), state_path)
         common = {"model": cfg.model, "model_kwargs": cfg.model_kwargs, "input_shape": list(shape),
                   "output_op": cfg.output_op, "num_classes": num_classes, "runs": cfg.runs, "warmup": cfg.warmup,
-                  "mean": list(cfg.mean), "std": list(cfg.std)}
+                  "mean": list(cfg.mean), "std": list(cfg.std), "images": list(cfg.images)}
         onnx_path = None
         if "onnxruntime" in backends:
             from .export import export_onnx
@@ -379,8 +406,8 @@ def _fmt_params(n: int | None) -> str:
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     """A fixed-width text table of :func:`run_benchmark` rows."""
     cols = [("backend", "<"), ("model", "<"), ("input", "<"), ("op", "<"), ("thr", ">"), ("median ms", ">"),
-            ("p90 ms", ">"), ("cpu ms", ">"), ("img/s", ">"), ("params", ">"), ("GFLOPs", ">"), ("peak MB", ">"),
-            ("+MB", ">"), ("vs paddle", ">")]
+            ("p90 ms", ">"), ("cpu ms", ">"), ("img/s", ">"), ("classes out", ">"), ("params", ">"), ("GFLOPs", ">"),
+            ("peak MB", ">"), ("+MB", ">"), ("vs paddle", ">")]
     with_ratio = any(r.get("runtime") == "paddle" for r in rows)
     lines = []
     for r in rows:
@@ -388,7 +415,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         if r.get("median_ms") is not None:
             cpu = r.get("cpu_median_ms")
             cells += [f"{r['median_ms']:.1f}", f"{r['p90_ms']:.1f}", f"{cpu:.1f}" if cpu is not None else "-",
-                      f"{r['images_per_s']:.1f}", _fmt_params(r.get("params")),
+                      f"{r['images_per_s']:.1f}", str(r.get("labels_present", "-")), _fmt_params(r.get("params")),
                       f"{r['gflops']:.2f}" if r.get("gflops") else "-",
                       f"{r['peak_rss_mb']:.0f}", f"{r['peak_delta_mb']:.0f}",
                       "ref" if r.get("runtime") == "paddle" else
@@ -536,7 +563,7 @@ _RUNTIME_MODULES = {"torch": ("torch", "ppseg.segmentor", "ppseg.registry"),
 
 def worker(job: dict[str, Any]) -> dict[str, Any]:
     """Time one (backend, threads) case in this process; the result row fields."""
-    images = _test_images(tuple(job["input_shape"]))
+    images = _bench_images(tuple(job["input_shape"]), job.get("images", ()))
     import importlib
 
     for mod in _RUNTIME_MODULES[job["backend"]]:  # the runtime's own memory is not the model's
@@ -578,6 +605,7 @@ def rows_to_json(rows: Sequence[dict[str, Any]], cfg: BenchConfig) -> dict[str, 
     """The JSON document ``ppseg bench --json`` writes."""
     c = asdict(cfg)
     c["calib_images"] = len(cfg.calib_images)
+    c["images"] = list(cfg.images)
     c.pop("class_names", None)
     c.pop("palette", None)
     return {"config": c, "rows": [dict(r) for r in rows]}

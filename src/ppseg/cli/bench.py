@@ -10,7 +10,9 @@ Weights are random unless --weights is given: speed only, the labels mean nothin
 
 Columns: median / p90 ms per call (N images, wall clock), cpu ms (median process
 CPU time per call: on a busy machine a steadier figure for 1 thread; with more
-threads it adds up all threads, spin-waits included), img/s, parameters and GFLOPs
+threads it adds up all threads, spin-waits included), img/s, classes out (distinct
+labels in the output: VIM's cost grows with them; random weights light up far more
+classes than a trained model on a real image), parameters and GFLOPs
 (torch FlopCounterMode, 2 per multiply-add, per image), peak MB (the process's peak
 RSS) and +MB (above its RSS once the runtime was imported), vs paddle (the paddle
 row's median / this row's: > 1 is faster than the reference).
@@ -21,6 +23,8 @@ Examples:
         --backends onnxruntime,paddle --json bench.json
     ppseg bench -c configs/pp_liteseg/pp_liteseg_t_camvid.yml --input-shape 1 3 720 960 --backends onnxruntime \\
         --quantize int8 --calib-data data/camvid/images/train
+    ppseg bench -c configs/pp_mobileseg/tiny_camvid.yml --weights output/best_model.pt --output-op vim \\
+        --uint8-input --input-shape 1 3 512 512 --images data/camvid/images/val/0001TP_008550.png
 """
 
 from __future__ import annotations
@@ -56,6 +60,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quantize", choices=("int8",), default=None, help="ONNX Runtime: INT8 static quantisation")
     p.add_argument("--calib-data", default=None, metavar="DIR", help="calibration images for --quantize")
     p.add_argument("--calib-images", type=int, default=64, help="at most this many calibration images (default 64)")
+    p.add_argument("--images", default=None, metavar="PATH",
+                   help="time on these images (a file or a folder; resized to the input shape) instead of "
+                        "synthetic ones: with trained --weights, the real classes-present count VIM's cost depends on")
     p.add_argument("--channels-last", action="store_true", help="torch: channels-last memory format")
     p.add_argument("--runs", type=int, default=20, help="timed runs (default 20)")
     p.add_argument("--warmup", type=int, default=3, help="untimed warm-up runs (default 3)")
@@ -81,6 +88,18 @@ def config_from_args(args: argparse.Namespace):  # -> BenchConfig
         calib = [str(p) for p in list_images(args.calib_data)[: max(1, args.calib_images)]]
         if not calib:
             raise ConfigError(f"--calib-data {args.calib_data}: no images found")
+    images: list[str] = []
+    if args.images:
+        from pathlib import Path
+
+        from ..deploy.predictor import list_images
+
+        if Path(args.images).is_file():
+            images = [str(args.images)]
+        elif Path(args.images).is_dir():
+            images = [str(p) for p in list_images(args.images)][: max(1, args.input_shape[0])]
+        if not images:
+            raise ConfigError(f"--images {args.images}: no such image file, or no images in that folder")
     extra: dict = {}
     if args.config:
         from ..config import load_config
@@ -110,7 +129,7 @@ def config_from_args(args: argparse.Namespace):  # -> BenchConfig
         backends=parse_backends(args.backends), output_op=args.output_op, uint8_input=args.uint8_input,
         ort_opt=args.ort_opt, quantize=args.quantize, calib_images=tuple(calib), weights=args.weights,
         runs=args.runs, warmup=args.warmup, mean=mean, std=std, class_names=names, palette=palette,
-        channels_last=args.channels_last, extra=extra)
+        channels_last=args.channels_last, images=tuple(images), extra=extra)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -124,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
     n, _, h, w = cfg.input_shape
     print(f"\nimage -> label map, {n} x {w}x{h} RGB uint8, {rows[0]['num_classes'] if rows else '?'} classes, "
           f"median/p90 of {cfg.runs} runs after {cfg.warmup} warm-up"
-          + ("" if cfg.weights else ", random weights"))
+          + ("" if cfg.weights else ", random weights")
+          + (f", {len(cfg.images)} real image(s)" if cfg.images else ", synthetic images"))
     print(format_table(rows))
     versions = sorted({r["version"] for r in rows if r.get("version")})
     if versions:
