@@ -166,6 +166,27 @@ def test_uint8_input_folds_normalisation(tmp_path: Path) -> None:
     assert (a == b).mean() >= 0.9999
 
 
+@pytest.mark.parametrize("mean, std, adds", [((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 1),
+                                              ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), 0)])
+def test_uint8_input_normalises_like_the_float_graph(mean, std, adds: int, tmp_path: Path) -> None:
+    """The bytes are normalised by DequantizeLinear (+ one Add unless every mean is a whole byte value): the
+    logits equal those of the float graph fed (x - mean) / std, for ImageNet-style and for 0/1 statistics."""
+    model = _model("lraspp_mobilenetv3_small", seed=2)
+    kw = dict(model_name="m", model_kwargs={}, class_names=[f"c{i}" for i in range(NUM_CLASSES)],
+              palette=[[i, i, i] for i in range(NUM_CLASSES)], mean=mean, std=std, output_op="none")
+    u = export_onnx(model, tmp_path / "u", uint8_input=True, **kw)
+    nodes = __import__("onnx").load(str(u.onnx_path)).graph.node
+    first = [n for n in nodes if n.op_type not in ("Constant", "Identity")][:4]
+    assert [n.op_type for n in first[:2]] == ["Transpose", "DequantizeLinear"]
+    assert [n.op_type for n in first[2:2 + adds]] == ["Add"] * adds and (adds or first[2].op_type != "Add")
+    img = np.random.default_rng(3).integers(0, 256, (2, 70, 90, 3), dtype=np.uint8)
+    x = (img.transpose(0, 3, 1, 2) / 255.0 - np.asarray(mean).reshape(1, 3, 1, 1)) / np.asarray(std).reshape(1, 3, 1, 1)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x.astype(np.float32))).numpy()
+    (got,) = _session(u.onnx_path).run(None, {"image": img})
+    assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
 def test_sidecar_contents(tmp_path: Path) -> None:
     ckpt = tmp_path / "w.pt"
     ckpt.write_bytes(b"pretend checkpoint")

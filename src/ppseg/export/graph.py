@@ -62,6 +62,30 @@ class _ResizeNHWC(torch.autograd.Function):
                     mode_s="linear", nearest_mode_s="floor", cubic_coeff_a_f=-0.75)
 
 
+class _NormalizeBytes(torch.autograd.Function):
+    """``(x - mean) / std`` of a uint8 NCHW tensor, exported as ``DequantizeLinear`` (+ one ``Add``).
+
+    With ``zp = round(mean)`` (an integer, so ``x - zp`` is exact) the result is
+    ``(x - zp) * (1 / std) + (zp - mean) / std``: ONNX Runtime's ``DequantizeLinear`` does the
+    cast, the subtraction and the scaling in one vectorised pass (the ``Add`` disappears when
+    every mean is an integer). It equals the plain formula to float32 rounding.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, zero_point: Tensor, scale: Tensor, offset: Tensor) -> Tensor:  # type: ignore[override]
+        shape = (1, -1, 1, 1)
+        y = (x.float() - zero_point.float().view(shape)) * scale.view(shape)
+        return y + offset.view(shape) if bool(offset.any()) else y
+
+    @staticmethod
+    def symbolic(g, x, zero_point, scale, offset):  # type: ignore[no-untyped-def]
+        y = g.op("DequantizeLinear", x, scale, zero_point, axis_i=1)
+        const = offset.node()
+        if const.kind() == "onnx::Constant" and not bool(const.t("value").any()):
+            return y
+        return g.op("Add", y, g.op("Unsqueeze", offset, g.op("Constant", value_t=torch.tensor([0, 2, 3]))))
+
+
 def resize_nhwc(x: Tensor, size: Tensor) -> Tensor:
     """Bilinear (``align_corners=False``) resize of ``x`` [B, h, w, C] to [B, H, W, C], ``size`` = int64 (H, W)."""
     return _ResizeNHWC.apply(x, size)
@@ -92,6 +116,11 @@ class ExportGraph(nn.Module):
         self.uint8_input = uint8_input
         self.register_buffer("mean", torch.tensor([float(m) for m in mean]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor([float(s) for s in std]).view(1, 3, 1, 1), persistent=False)
+        # uint8 input: (x - mean) / std == (x - zp) / std + (zp - mean) / std with an integer zero point
+        zp = torch.tensor([min(255, max(0, round(float(m)))) for m in mean], dtype=torch.uint8)
+        self.register_buffer("zero_point", zp, persistent=False)
+        self.register_buffer("scale", 1.0 / self.std.view(3), persistent=False)
+        self.register_buffer("offset", (zp.float() - self.mean.view(3)) / self.std.view(3), persistent=False)
 
     @property
     def takes_output_size(self) -> bool:
@@ -104,7 +133,7 @@ class ExportGraph(nn.Module):
     def forward(self, image: Tensor, output_size: Tensor | None = None) -> Tensor:
         x = image
         if self.uint8_input:  # transpose the bytes (4x less to move than floats), then cast and normalise
-            x = (x.permute(0, 3, 1, 2).float() - self.mean) / self.std
+            x = _NormalizeBytes.apply(x.permute(0, 3, 1, 2), self.zero_point, self.scale, self.offset)
         if self.output_op == "none":
             return self._logits(x)
         assert output_size is not None
