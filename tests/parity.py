@@ -63,6 +63,21 @@ def tolerance(meta: dict, key: str) -> float:
     return float(info.get("suggested_atol", 1e-4 * max(1.0, info.get("max_abs", 1.0))))
 
 
+def assert_logits_match(model, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Every fixture input through ``model`` (eval mode): logits within the README's tolerance."""
+    import torch
+
+    model.eval()
+    for inp in meta["inputs"]:
+        k = inp["index"]
+        with torch.no_grad():
+            got = model(torch.from_numpy(arrays[f"in{k}_x"])).numpy()
+        ref = arrays[f"out{k}_logits"]
+        assert got.shape == ref.shape, (k, got.shape, ref.shape)
+        err = float(np.abs(got - ref).max())
+        assert err <= tolerance(meta, f"out{k}_logits"), f"input {k}: max|diff| {err:.3g}"
+
+
 def assert_paddle_layout(model, meta: dict) -> "object":
     """The model's state dict is the fixture's, key for key in Paddle's order, up to the BN renames.
 

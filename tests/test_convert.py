@@ -20,7 +20,7 @@ import torch
 
 import ppseg
 from conftest import ppseg_cmd
-from parity import PARITY_DIR, load_fixture, tensor_by_rule, tolerance
+from parity import PARITY_DIR, assert_logits_match, load_fixture, tensor_by_rule
 from ppseg.cli import main
 from ppseg.convert import convert_checkpoint, load_pretrained, mmseg_to_paddle, read_mmseg, read_pdparams
 from ppseg.convert.pdparams import BOOKKEEPING_KEY, load_pdparams_pickle
@@ -535,18 +535,6 @@ def fixture_pdparams():
     return path, meta, arrays
 
 
-def _check_logits(model: torch.nn.Module, meta: dict, arrays: dict) -> None:
-    model.eval()
-    for inp in meta["inputs"]:
-        k = inp["index"]
-        with torch.no_grad():
-            got = model(torch.from_numpy(arrays[f"in{k}_x"])).numpy()
-        ref = arrays[f"out{k}_logits"]
-        assert got.shape == ref.shape
-        err = float(np.abs(got - ref).max())
-        assert err <= tolerance(meta, f"out{k}_logits"), (k, err)
-
-
 def test_real_pdparams_holds_exactly_the_rule_weights_fixture(fixture_pdparams):
     path, meta, _ = fixture_pdparams
     raw = load_pdparams_pickle(io.BytesIO(path.read_bytes()), str(path))
@@ -570,7 +558,7 @@ def test_real_pdparams_through_ppseg_convert_reproduces_logits_fixture(fixture_p
     assert "num_classes: 19 (inferred from 'decode_head.conv_seg.weight')" in proc.stdout
     assert f"{meta['num_tensors']} read" in proc.stdout and "dropped 0, filled 0" in proc.stdout
     seg = ppseg.load_segmentor(out)
-    _check_logits(seg.model, meta, arrays)
+    assert_logits_match(seg.model, meta, arrays)
 
 
 def test_real_pdparams_through_the_api_reproduces_logits_fixture(fixture_pdparams, tmp_path):
@@ -578,7 +566,7 @@ def test_real_pdparams_through_the_api_reproduces_logits_fixture(fixture_pdparam
     report = convert_checkpoint(path, source="paddle", model=TINY, out=tmp_path / "t.pt", aam_gate_act="sigmoid")
     assert report.num_classes == meta["constructor"]["num_classes"] and report.tensors == meta["num_tensors"]
     converted = ppseg.load_segmentor(tmp_path / "t.pt").model
-    _check_logits(converted, meta, arrays)
+    assert_logits_match(converted, meta, arrays)
     # load_pretrained and the mmseg layout of the same weights give the same model (so the same logits)
     model = ppseg.create_model(TINY, num_classes=19)
     ppseg.load_pretrained(model, path, model_name=TINY)

@@ -162,8 +162,19 @@ def test_int8_quantization(trained, predicted, tmp_path: Path) -> None:
     path = _export(cfg, weights, tmp_path / "q", "--quantize", "int8", "--calib-data", str(MINI / "images"))
     import onnx
 
-    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    graph = onnx.load(str(path)).graph
+    ops = [n.op_type for n in graph.node]
     assert ops.count("QuantizeLinear") > 10 and ops.count("DequantizeLinear") > 10
+    # the logits stay float: nothing quantised between the network's last convolution and the argmax
+    producer = {o: n for n in graph.node for o in n.output}
+    todo, seen = [n for n in graph.node if n.op_type == "ArgMax"], set()
+    while todo:
+        n = todo.pop()
+        seen.add(n.name)
+        assert n.op_type not in ("QuantizeLinear", "DequantizeLinear") or n.input[0] not in producer \
+            or producer[n.input[0]].op_type != "QuantizeLinear", f"{n.name} dequantises the logits"
+        if n.op_type not in ("Conv", "Shape"):  # the data path only, up to the network's last layer
+            todo += [producer[i] for i in n.input if i in producer and producer[i].name not in seen]
     p = Predictor(path)
     assert p.sidecar.quantization["type"] == "int8" and p.sidecar.quantization["calibration_images"] > 0
     image = _images()[0]

@@ -30,7 +30,7 @@ from ppseg.models.pp_humanseg import (
 )
 from ppseg.models.pp_liteseg import PPLiteSeg
 from onnx_check import assert_onnx_matches_torch
-from parity import PARITY_DIR, load_fixture, paddle_state, tolerance
+from parity import PARITY_DIR, assert_logits_match, load_fixture, paddle_state, tolerance
 from weights import randomize as _randomize
 
 #: registry name == fixture name -> factory
@@ -217,17 +217,6 @@ def test_parity_with_paddle(name: str) -> None:
             assert diff <= tol, f"{name} {key}: max|diff| {diff:.3g} > {tol:.3g}"
 
 
-def _check_logits(model: nn.Module, meta: dict, arrays: dict) -> None:
-    model.eval()
-    for inp in meta["inputs"]:
-        k = inp["index"]
-        with torch.no_grad():
-            got = model(torch.from_numpy(arrays[f"in{k}_x"])).numpy()
-        ref = arrays[f"out{k}_logits"]
-        assert got.shape == ref.shape
-        assert float(np.abs(got - ref).max()) <= tolerance(meta, f"out{k}_logits"), k
-
-
 def test_real_v1_pdparams_through_convert_checkpoint_and_load_pretrained(tmp_path: Path) -> None:
     path = PARITY_DIR / "pp_humanseg_lite_v1.pdparams"
     if not path.is_file():
@@ -240,12 +229,12 @@ def test_real_v1_pdparams_through_convert_checkpoint_and_load_pretrained(tmp_pat
     assert not report.filled
     assert "dropped 100" in report.summary()
     converted = ppseg.load_segmentor(tmp_path / "v1.pt").model
-    _check_logits(converted, meta, arrays)
+    assert_logits_match(converted, meta, arrays)
 
     model = ppseg.create_model("pp_humanseg_lite_v1", num_classes=2)
     report = load_pretrained(model, path, model_name="pp_humanseg_lite_v1")
     assert len(report.dropped) == 100
-    _check_logits(model, meta, arrays)
+    assert_logits_match(model, meta, arrays)
     # without the model name the converter is strict: the dead weights are named in the error
     with pytest.raises(PPSegError, match=r"_depthwise_separable_0.*has no counterpart"):
         load_pretrained(pp_humanseg_lite_v1(2), path)
@@ -259,7 +248,7 @@ def test_portrait_pdparams_drops_unused_backbone_blocks(tmp_path: Path) -> None:
     model = pp_humansegv2_lite_portrait(2)
     report = load_pretrained(model, path, model_name="pp_humansegv2_lite_portrait")
     assert len(report.dropped) == 57 and all(re.match(r"backbone\.blocks\.1[2-4]\.", k) for k in report.dropped)
-    _check_logits(model, meta, arrays)
+    assert_logits_match(model, meta, arrays)
 
 
 # ---------------------------------------------------------------------------------------

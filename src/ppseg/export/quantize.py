@@ -35,6 +35,34 @@ def _cwd(path: str) -> Iterator[None]:
         os.chdir(old)
 
 
+def _float_nodes(path: Path) -> list[str]:
+    """Nodes that stay float: those ``ExportGraph`` adds around the network (input normalisation, the
+    output op: VIM, resizes, argmax, look-ups) and the network's last layer, so the logits are float.
+
+    torch names every node after the module path it was traced in (``/backbone/...``); the
+    wrapper's own nodes sit at the top (``/Resize``, ``/ArgMax_1``). Quantising the logits
+    would round them to 256 levels right before an argmax: ties, and labels that no longer
+    follow the float model's.
+    """
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    adapter = {n.name for n in graph.node if n.name.startswith("/") and "/" not in n.name[1:]}
+    producer = {out: n for n in graph.node for out in n.output}
+    keep = set(adapter)
+    # walk back from what the output op reads to the network's last convolution (e.g. a model-internal resize)
+    todo = [producer[i] for n in graph.node if n.name in adapter for i in n.input
+            if i in producer and producer[i].name not in adapter]
+    while todo:
+        n = todo.pop()
+        if n.name in keep:
+            continue
+        keep.add(n.name)
+        if n.op_type not in ("Conv", "Shape"):  # the data path only
+            todo += [producer[i] for i in n.input if i in producer and producer[i].name not in keep]
+    return sorted(keep)
+
+
 def quantize_int8(float_path: Path, out_path: Path, calib_images: Sequence[str | os.PathLike],
                   max_images: int = 64) -> dict[str, Any]:
     """Quantise ``float_path`` (with its sidecar next to it) into ``out_path``; returns the sidecar's record."""
@@ -78,7 +106,7 @@ def quantize_int8(float_path: Path, out_path: Path, calib_images: Sequence[str |
         try:
             quantize_static(str(source), str(out_path), _Reader(), quant_format=QuantFormat.QDQ,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                            calibrate_method=CalibrationMethod.MinMax)
+                            calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=_float_nodes(source))
         except PPSegError:
             raise
         except Exception as e:  # noqa: BLE001

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from ppseg.errors import ConfigError
 
@@ -79,6 +79,22 @@ def check_weight(weight: Any, name: str = "weight") -> list[float] | None:
             raise ConfigError(f"{name} entries must be non-negative numbers, got {weight!r}")
         out.append(float(w))
     return out
+
+
+def register_class_weight(module: nn.Module, weight: Any) -> None:
+    """Check ``weight`` (:func:`check_weight`) and keep it as the non-persistent buffer ``class_weight``."""
+    weights = check_weight(weight)
+    module.register_buffer("class_weight", None if weights is None else torch.tensor(weights, dtype=torch.float32),
+                           persistent=False)
+
+
+def class_weight_for(module: nn.Module, num_classes: int) -> Tensor | None:
+    """``module.class_weight`` (or ``None``), checked against the logits' class count."""
+    weight = getattr(module, "class_weight", None)
+    if weight is not None and weight.numel() != num_classes:
+        raise ValueError(f"{type(module).__name__} has {weight.numel()} class weights "
+                         f"but the logits have {num_classes} channels")
+    return weight
 
 
 def lovasz_grad(gt_sorted: Tensor) -> Tensor:

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from ppseg.errors import ConfigError
 
-from ._common import EPS_CE, check_ignore_index, check_weight, no_autocast, prepare
+from ._common import EPS_CE, check_ignore_index, class_weight_for, no_autocast, prepare, register_class_weight
 
 
 class CrossEntropyLoss(nn.Module):
@@ -44,7 +44,7 @@ class CrossEntropyLoss(nn.Module):
         top_k_percent_pixels: float = 1.0,
     ) -> None:
         super().__init__()
-        weights = check_weight(weight)
+        register_class_weight(self, weight)
         self.ignore_index = check_ignore_index(ignore_index)
         if not isinstance(avg_non_ignore, bool):
             raise ConfigError(f"avg_non_ignore must be true or false, got {avg_non_ignore!r}")
@@ -58,22 +58,11 @@ class CrossEntropyLoss(nn.Module):
                 f"top_k_percent_pixels must be a number in (0, 1], got {top_k_percent_pixels!r}"
             )
         self.top_k_percent_pixels = float(top_k_percent_pixels)
-        self.register_buffer(
-            "class_weight",
-            None if weights is None else torch.tensor(weights, dtype=torch.float32),
-            persistent=False,
-        )
 
     def forward(self, logits: Tensor, label: Tensor) -> Tensor:
         with no_autocast(logits.device):
             logits, label = prepare(logits, label)
-            num_classes = logits.shape[1]
-            weight = self.class_weight
-            if weight is not None and weight.numel() != num_classes:
-                raise ValueError(
-                    f"CrossEntropyLoss has {weight.numel()} class weights "
-                    f"but the logits have {num_classes} channels"
-                )
+            weight = class_weight_for(self, logits.shape[1])
             mask = label != self.ignore_index
             safe_label = torch.where(mask, label, torch.zeros_like(label))
             ce = F.cross_entropy(logits, safe_label, reduction="none")

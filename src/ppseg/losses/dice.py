@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from ppseg.errors import ConfigError
 
-from ._common import check_ignore_index, check_weight, no_autocast, prepare
+from ._common import check_ignore_index, class_weight_for, no_autocast, prepare, register_class_weight
 
 
 class DiceLoss(nn.Module):
@@ -40,12 +40,7 @@ class DiceLoss(nn.Module):
         if isinstance(smooth, bool) or not isinstance(smooth, (int, float)) or smooth < 0:
             raise ConfigError(f"smooth must be a non-negative number, got {smooth!r}")
         self.smooth = float(smooth)
-        weights = check_weight(weight)
-        self.register_buffer(
-            "class_weight",
-            None if weights is None else torch.tensor(weights, dtype=torch.float32),
-            persistent=False,
-        )
+        register_class_weight(self, weight)
 
     def forward(self, logits: Tensor, label: Tensor) -> Tensor:
         with no_autocast(logits.device):
@@ -62,11 +57,7 @@ class DiceLoss(nn.Module):
                 denom > 0, (2.0 * inter + self.smooth) / denom.clamp_min(1e-12), torch.ones_like(denom)
             )
             loss = 1.0 - dice
-            if self.class_weight is not None:
-                if self.class_weight.numel() != num_classes:
-                    raise ValueError(
-                        f"DiceLoss has {self.class_weight.numel()} class weights "
-                        f"but the logits have {num_classes} channels"
-                    )
-                loss = loss * self.class_weight.to(loss.device)
+            weight = class_weight_for(self, num_classes)
+            if weight is not None:
+                loss = loss * weight.to(loss.device)
             return loss.mean()

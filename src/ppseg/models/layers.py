@@ -25,6 +25,7 @@ __all__ = [
     "ConvBNAct",
     "PaddleHardsigmoid",
     "SqueezeExcite",
+    "backbone_features",
     "get_activation",
     "make_divisible",
 ]
@@ -255,6 +256,19 @@ class SqueezeExcite(nn.Module):
         scale = F.adaptive_avg_pool2d(x, 1)
         scale = self.gate(self.conv2(self.relu(self.conv1(scale))))
         return x * scale
+
+
+def backbone_features(backbone: nn.Module) -> tuple[list[int], list[int]]:
+    """``(out_channels, strides)`` of a backbone, the seam every segmentation model builds on.
+
+    Raises:
+        ValueError: the backbone does not expose two non-empty lists of the same length.
+    """
+    channels: list[int] = list(getattr(backbone, "out_channels", []))
+    strides: list[int] = list(getattr(backbone, "strides", []))
+    if not channels or len(channels) != len(strides):
+        raise ValueError(f"backbone {type(backbone).__name__} must expose matching 'out_channels' and 'strides' lists")
+    return channels, strides
 
 
 def init_conv_bn(modules: Iterable[nn.Module]) -> None:

@@ -29,7 +29,7 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ppseg.models.layers import ConvBNAct, init_conv_bn
+from ppseg.models.layers import ConvBNAct, backbone_features, init_conv_bn
 from ppseg.models.mobilenetv3 import MobileNetV3
 
 __all__ = ["LRASPP", "lraspp_mobilenetv3_large", "lraspp_mobilenetv3_small"]
@@ -76,10 +76,7 @@ class LRASPP(nn.Module):
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         if backbone is None:
             backbone = MobileNetV3("large", in_channels=in_channels, output_stride=16)
-        channels: list[int] = list(getattr(backbone, "out_channels", []))
-        strides: list[int] = list(getattr(backbone, "strides", []))
-        if not channels or len(channels) != len(strides):
-            raise ValueError("backbone must expose matching 'out_channels' and 'strides' lists")
+        channels, strides = backbone_features(backbone)
         if 8 not in strides:
             raise ValueError(f"backbone returns no stride-8 feature (strides {strides})")
         self.num_classes = num_classes

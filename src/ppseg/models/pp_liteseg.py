@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ppseg.models.layers import PaddleConvBNAct, init_conv_bn
+from ppseg.models.layers import PaddleConvBNAct, backbone_features, init_conv_bn
 from ppseg.models.stdcnet import STDCNet, stdc1, stdc2
 
 __all__ = [
@@ -376,10 +376,7 @@ class PPLiteSeg(nn.Module):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        channels: list[int] = list(getattr(backbone, "out_channels", []))
-        strides: list[int] = list(getattr(backbone, "strides", []))
-        if not channels or len(channels) != len(strides):
-            raise ValueError("backbone must expose matching 'out_channels' and 'strides' lists")
+        channels, strides = backbone_features(backbone)
         indices = [int(i) for i in backbone_indices]
         if len(indices) < 2 or not all(0 <= i < len(channels) for i in indices):
             raise ValueError(f"backbone_indices must name >= 2 of the backbone's {len(channels)} outputs, got {indices}")

@@ -22,7 +22,7 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ppseg.models.layers import ConvBNAct, init_conv_bn
+from ppseg.models.layers import ConvBNAct, backbone_features, init_conv_bn
 from ppseg.models.strideformer import FusionType, GateActivation, StrideFormer
 
 __all__ = ["PPMobileSeg", "PPMobileSegHead", "pp_mobileseg_base", "pp_mobileseg_tiny"]
@@ -72,10 +72,7 @@ class PPMobileSeg(nn.Module):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        channels: list[int] = list(getattr(backbone, "out_channels", []))
-        strides: list[int] = list(getattr(backbone, "strides", []))
-        if not channels or len(channels) != len(strides):
-            raise ValueError("backbone must expose matching 'out_channels' and 'strides' lists")
+        channels, strides = backbone_features(backbone)
         self.num_classes = num_classes
         self.output_stride: int = strides[-1]
         self.backbone = backbone
