@@ -144,6 +144,22 @@ def test_bad_input_is_one_clear_error(trained, tmp_path: Path) -> None:
         Predictor(path)
 
 
+def test_random_weights_export_is_the_same_model_every_time(tmp_path: Path) -> None:
+    """--random-weights is seeded: two exports hold the same weights, so speed comparisons compare like with like."""
+    import onnx
+    from onnx import numpy_helper
+
+    cfg = REPO / "configs" / "demo" / "camvid_mini.yml"
+    weights = []
+    for name in ("a", "b"):
+        assert main(["export", "-c", str(cfg), "--random-weights", "--input-shape", "1", "3", "64", "64",
+                     "--out", str(tmp_path / name)]) == 0
+        graph = onnx.load(str(tmp_path / name / "model.onnx")).graph
+        weights.append({i.name: numpy_helper.to_array(i) for i in graph.initializer if i.dims and len(i.dims) == 4})
+    assert weights[0].keys() == weights[1].keys() and len(weights[0]) > 10
+    assert all(np.array_equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 def test_cli_export_errors_exit_1_and_write_nothing(trained, tmp_path: Path, capsys) -> None:
     cfg, weights = trained
     lraspp_cfg = REPO / "configs" / "demo" / "camvid_mini.yml"

@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     w = p.add_mutually_exclusive_group(required=True)
     w.add_argument("--model", help="weights file (best_model.pt, a checkpoint, a run directory, or ppseg convert output)")
     w.add_argument("--random-weights", action="store_true",
-                   help="export untrained weights (for speed tests only; the masks mean nothing)")
+                   help="export untrained weights, the same every time (seed 0; for speed tests only, the masks mean nothing)")
     p.add_argument("--out", required=True, help="output folder for model.onnx and model.json")
     p.add_argument("--output-op", default="argmax", choices=("none", "softmax", "argmax", "vim"),
                    help="graph output: logits (none), probabilities, labels (argmax), or labels by VIM "
@@ -49,6 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    import torch
+
     from ..deploy.predictor import list_images
     from ..engine import build
     from ..engine.checkpoint import load_file, load_weights
@@ -68,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
     if not cfg.get(key):
         raise ConfigError(f"{cfg.path}: needs a val_dataset section (num_classes, class names, palette, transforms)")
     meta = build.dataset_meta(cfg, key)
+    if args.random_weights:
+        torch.manual_seed(0)  # the same random model every time (speed tests compare like with like)
     name, kwargs, model = build.build_model(cfg, meta.num_classes)
     if args.model:
         ckpt = load_file(args.model)
