@@ -153,6 +153,20 @@ def test_resize_nhwc_is_one_channels_last_resize(tmp_path: Path) -> None:
         np.testing.assert_allclose(got, want, atol=1e-5 * max(1.0, float(np.abs(want).max())), rtol=0)
 
 
+@pytest.mark.parametrize("opset", [13, 20])
+def test_vim_uint8_graph_at_both_ends_of_the_opset_range(opset: int, tmp_path: Path) -> None:
+    """DequantizeLinear (per axis), GatherElements and the channels-last Resize exist from opset 13 on."""
+    model = _model("pp_mobileseg_tiny", seed=9)
+    res = _export(model, tmp_path / str(opset), output_op="vim", uint8_input=True, opset=opset)
+    assert res.sidecar.opset == opset and res.check["label_agreement"] >= 0.9999
+    img = np.random.default_rng(opset).integers(0, 256, (1, 96, 128, 3), dtype=np.uint8)
+    x = torch.from_numpy(img).permute(0, 3, 1, 2).float()
+    with torch.no_grad():
+        ref = vim(model.forward_lowres(_normalized(x)), (96, 128)).numpy()
+    (got,) = _session(res.onnx_path).run(None, {"image": img, "output_size": np.asarray([96, 128], np.int64)})
+    assert (got == ref).mean() >= 0.9999
+
+
 def test_uint8_input_folds_normalisation(tmp_path: Path) -> None:
     model = _model("pp_mobileseg_tiny", seed=6)
     f = _export(model, tmp_path / "f", output_op="argmax")
