@@ -137,6 +137,10 @@ class ExportGraph(nn.Module):
         out = self.model(x)
         return out[0] if isinstance(out, (list, tuple)) else out
 
+    def _lowres(self, x: Tensor) -> Tensor:
+        low = self.model.forward_lowres(x)
+        return low[0] if isinstance(low, (list, tuple)) else low
+
     def forward(self, image: Tensor, output_size: Tensor | None = None) -> Tensor:
         x = image
         if self.uint8_input:  # transpose the bytes (4x less to move than floats), then cast and normalise
@@ -144,15 +148,13 @@ class ExportGraph(nn.Module):
         if self.output_op == "none":
             return self._logits(x)
         assert output_size is not None
-        size = (output_size[0], output_size[1])
         if self.output_op == "vim":
-            low = self.model.forward_lowres(x)
-            low = low[0] if isinstance(low, (list, tuple)) else low
-            labelset = torch.unique(low.argmax(dim=1))  # sorted; shared by the batch, as the reference
             # Channels last straight after the network (ORT folds this transpose into its last layout
             # reorder), then pick the K classes: ORT's Resize and ArgMax are fastest over the last axis.
             # Both look-ups are torch.gather (ONNX GatherElements): ORT's Gather copies element by
             # element and is ~8x slower on these shapes.
+            low = self._lowres(x)
+            labelset = torch.unique(low.argmax(dim=1))  # sorted; shared by the batch, as the reference
             low = low.permute(0, 2, 3, 1)  # [B, h, w, C]
             k = labelset.numel()
             picked = torch.gather(low, 3, labelset.view(1, 1, 1, k).expand(low.shape[0], low.shape[1], low.shape[2], k))
@@ -161,9 +163,9 @@ class ExportGraph(nn.Module):
         if self.output_op == "argmax" and callable(getattr(self.model, "forward_lowres", None)):
             # the model's forward is a bilinear resize of forward_lowres to the input size: the same two
             # resizes as below, channels last (ORT's fast Resize and ArgMax), no full-size transpose
-            low = self.model.forward_lowres(x)
-            low = (low[0] if isinstance(low, (list, tuple)) else low).permute(0, 2, 3, 1)
+            low = self._lowres(x).permute(0, 2, 3, 1)
             logits = resize_nhwc(resize_nhwc(low, torch._shape_as_tensor(x)[2:]), output_size)
             return logits.argmax(dim=3)
+        size = (output_size[0], output_size[1])
         logits = F.interpolate(self._logits(x), size=size, mode="bilinear", align_corners=False)
         return logits.softmax(dim=1) if self.output_op == "softmax" else logits.argmax(dim=1)
