@@ -19,11 +19,11 @@ import torch
 import torch.nn.functional as F
 
 from ppseg.config import load_config
-from ppseg.data.datasets import collate
 from ppseg.engine import build
-from ppseg.engine.checkpoint import load_file, load_weights
-from ppseg.metrics import SegMetrics
-from ppseg.vim import vim, vim_exact
+from ppseg.semantic.metrics import SegMetrics
+from ppseg.semantic.segmentor import load_segmentor
+from ppseg.semantic.task import collate
+from ppseg.semantic.vim import vim, vim_exact
 
 
 def main() -> None:
@@ -37,9 +37,8 @@ def main() -> None:
 
     cfg = load_config(args.config)
     dataset = build.build_dataset(cfg, "val_dataset", "val")
-    name, _, model = build.build_model(cfg, dataset.num_classes)
-    load_weights(model, load_file(args.model), args.model, name)
-    seg = build.build_segmentor(cfg, model).eval()
+    seg = load_segmentor(args.model, config=cfg, num_classes=dataset.num_classes)
+    model, name = seg.model, cfg["model"]["type"]
     if not hasattr(model, "forward_lowres"):
         raise SystemExit(f"{name} has no low-resolution logits: VIM does not apply")
 

@@ -3,8 +3,8 @@
 Compares, per shape and thread count, the median time of
 
 * ``full``      -- bilinear upsample of all classes + argmax (the reference label map),
-* ``vim``       -- PaddleSeg's VIM (``ppseg.vim.vim``),
-* ``vim_exact`` -- pruned exact upsample + argmax (``ppseg.vim.vim_exact``),
+* ``vim``       -- PaddleSeg's VIM (``ppseg.semantic.vim.vim``),
+* ``vim_exact`` -- pruned exact upsample + argmax (``ppseg.semantic.vim.vim_exact``),
 
 on two kinds of low-resolution logits:
 
@@ -27,7 +27,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ppseg.vim import _vim_exact, agreement, vim, vim_exact
+from ppseg.semantic.vim import _vim_exact, agreement, vim, vim_exact
 
 SHAPES = [  # (B, C, h, w) -> (H, W)
     ((1, 150, 64, 64), (512, 512)),   # PP-MobileSeg-Base, ADE20K, 1/8

@@ -19,12 +19,12 @@ import pytest
 import torch
 
 import ppseg
-from conftest import ppseg_cmd
-from parity import PARITY_DIR, assert_logits_match, load_fixture, tensor_by_rule
+from helpers.data import ppseg_cmd
+from helpers.parity import PARITY_DIR, assert_logits_match, fixture_file, load_fixture, tensor_by_rule
 from ppseg.cli import main
 from ppseg.convert import convert_checkpoint, load_pretrained, mmseg_to_paddle, read_mmseg, read_pdparams
 from ppseg.convert.pdparams import BOOKKEEPING_KEY, load_pdparams_pickle
-from ppseg.engine.checkpoint import load_file, load_weights
+from ppseg.weights import load_file, load_weights
 from ppseg.errors import PPSegError
 
 TINY = "pp_mobileseg_tiny"
@@ -528,9 +528,7 @@ def test_load_pretrained_leaves_the_model_unchanged_on_mismatch(tiny, tmp_path):
 
 @pytest.fixture(scope="module")
 def fixture_pdparams():
-    path = PARITY_DIR / f"{FIXTURE}.pdparams"
-    if not path.is_file():
-        pytest.skip(f"{path} not present")
+    path = fixture_file(f"{FIXTURE}.pdparams")
     meta, arrays = load_fixture(FIXTURE)
     return path, meta, arrays
 

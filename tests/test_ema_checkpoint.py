@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from ppseg.engine.checkpoint import atomic_save, load_file, load_weights, prune_checkpoints, weights_file
+from ppseg.engine.checkpoint import prune_checkpoints
+from ppseg.weights import atomic_save, load_file, load_weights, weights_file
 from ppseg.engine.ema import ModelEMA
 from ppseg.errors import PPSegError
 

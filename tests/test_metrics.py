@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ppseg.metrics import SegMetrics
+from ppseg.semantic.metrics import SegMetrics
 
 IGN = 255
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ppseg.vim import _axis_taps, _torch_uses_generic_kernel, _vim_exact, agreement, vim, vim_exact
+from ppseg.semantic.vim import _axis_taps, _torch_uses_generic_kernel, _vim_exact, agreement, vim, vim_exact
 
-from parity import input_by_rule, load_fixture
+from helpers.parity import input_by_rule, load_fixture
 
 
 def upsample(z: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -17,9 +17,9 @@ __all__ = ["__version__", "create_model", "list_models", "load_segmentor", "load
 
 if TYPE_CHECKING:  # pragma: no cover
     from .convert.api import load_pretrained
-    from .engine.checkpoint import load_segmentor
+    from .semantic.segmentor import load_segmentor
     from .registry import create_model, list_models
-    from .segmentor import Segmentor
+    from .semantic.segmentor import Segmentor
 
 
 def __getattr__(name: str) -> Any:
@@ -28,7 +28,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(registry, name)
     if name == "load_segmentor":
-        from .engine.checkpoint import load_segmentor
+        from .semantic.segmentor import load_segmentor
 
         return load_segmentor
     if name == "load_pretrained":
@@ -36,7 +36,7 @@ def __getattr__(name: str) -> Any:
 
         return load_pretrained
     if name == "Segmentor":
-        from .segmentor import Segmentor
+        from .semantic.segmentor import Segmentor
 
         return Segmentor
     raise AttributeError(f"module 'ppseg' has no attribute {name!r}")

@@ -45,6 +45,17 @@ def get_factory(name: str) -> Callable[..., nn.Module]:
     return MODELS[name]
 
 
+def training_only_kwargs(name: str) -> tuple[str, ...]:
+    """The factory kwargs of model ``name`` that change only training (dropout, auxiliary heads).
+
+    Declared once, beside the factories, as ``TRAINING_ONLY_KWARGS`` in the model's module;
+    every other kwarg may change what the model computes at inference."""
+    import sys
+
+    module = sys.modules[get_factory(name).__module__]
+    return tuple(getattr(module, "TRAINING_ONLY_KWARGS", ()))
+
+
 def create_model(name: str, **kwargs) -> nn.Module:
     """Build a registered model; unknown or ill-typed kwargs raise :class:`ConfigError`."""
     factory = get_factory(name)

@@ -12,7 +12,7 @@ if TYPE_CHECKING:  # pragma: no cover - torch is imported by the commands that r
     import torch
 
     from ..config import Config
-    from ..segmentor import Segmentor
+    from ..semantic.segmentor import Segmentor
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
@@ -68,52 +68,8 @@ def load_config_args(args: argparse.Namespace) -> "Config":
     return cfg
 
 
-def device_of(name: str) -> "torch.device":
-    import torch
+def load_segmentor_args(cfg: "Config", checkpoint: str, num_classes: int, args: argparse.Namespace) -> "Segmentor":
+    """:func:`ppseg.semantic.load_segmentor` with the config and the inference flags of ``args``."""
+    from ..semantic.segmentor import load_segmentor
 
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
-# Model kwargs that change only training (regularisation, auxiliary heads): a checkpoint
-# may differ from the config in these.
-TRAINING_ONLY_KWARGS = ("drop", "aux_head")
-
-
-def check_model_kwargs(name: str, config_kwargs: dict, ckpt: dict, path: str) -> None:
-    """Refuse a checkpoint built with other inference-relevant kwargs (e.g. ``aam_gate_act``).
-
-    Shapes alone cannot tell a sigmoid-gated model from a relu6-gated one.
-    """
-    from ..config import signature_params
-    from ..registry import get_factory
-
-    saved = ckpt.get("model_kwargs")
-    if not isinstance(saved, dict) or ckpt.get("model") != name:
-        return
-    defaults = {k: d for k, (_, d) in signature_params(get_factory(name)).items()}
-    for key in sorted(set(saved) | set(config_kwargs)):
-        # num_classes comes from the dataset; the shape check below explains that mismatch
-        if any(t in key for t in TRAINING_ONLY_KWARGS) or key not in defaults or key == "num_classes":
-            continue
-        a, b = saved.get(key, defaults[key]), config_kwargs.get(key, defaults[key])
-        if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-            a, b = list(a), list(b)
-        if a != b:
-            raise ConfigError(f"{path}: the checkpoint's model has {key}={a!r}, but the config builds {key}={b!r}; "
-                              f"set model.{key}: {a!r} in the config (or --opts model.{key}={a})")
-
-
-def load_segmentor(cfg: "Config", checkpoint: str, num_classes: int, args: argparse.Namespace) -> "Segmentor":
-    """Build the config's model, load ``checkpoint`` into it, wrap it in a segmentor."""
-    from ..engine import build
-    from ..engine.checkpoint import load_file, load_weights
-
-    name, kwargs, model = build.build_model(cfg, num_classes)
-    ckpt = load_file(checkpoint)
-    check_model_kwargs(name, kwargs, ckpt, checkpoint)
-    load_weights(model, ckpt, Path(checkpoint), name)
-    return build.build_segmentor(cfg, model, **inference_overrides(args)).eval()
+    return load_segmentor(checkpoint, config=cfg, num_classes=num_classes, **inference_overrides(args))

@@ -51,12 +51,12 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from ..deploy.predictor import list_images
+    from ..data.io import list_images
     from ..engine import build
-    from ..engine.checkpoint import load_file, load_weights
+    from ..weights import load_file, load_weights
     from ..errors import ConfigError
     from ..export import export_onnx
-    from .common import check_model_kwargs
+    from ..semantic.segmentor import check_model_kwargs
 
     cfg = load_config_args(args)
     if args.quantize and not args.calib_data:

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import add_config_args, add_inference_args, device_of, inference_overrides, load_config_args, load_segmentor
+from .common import add_config_args, add_inference_args, inference_overrides, load_config_args, load_segmentor_args
 
 HELP = "predict label maps and overlays for images"
 
@@ -27,8 +27,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..engine import build
-    from ..engine.predict import collect_images, predict_files
+    from ..data.io import collect_images
+    from ..data.transforms import build_transforms
+    from ..semantic.predict import predict_files
     from ..errors import ConfigError
+
+    from ..device import resolve_device
 
     cfg = load_config_args(args)
     inference_overrides(args)
@@ -39,11 +43,11 @@ def run(args: argparse.Namespace) -> int:
     if not cfg.get(key):
         raise ConfigError(f"{cfg.path}: needs a val_dataset section (its transforms, num_classes and palette)")
     meta = build.dataset_meta(cfg, key)  # the dataset's files need not be here
-    transforms = build.build_transforms(cfg, cfg[key].get("transforms"), f"{key}.transforms")
-    segmentor = load_segmentor(cfg, args.model, meta.num_classes, args)
+    transforms = build_transforms(cfg[key].get("transforms"), cfg, f"{key}.transforms")
+    segmentor = load_segmentor_args(cfg, args.model, meta.num_classes, args)
     root = Path(args.input) if Path(args.input).is_dir() else None
     written = predict_files(segmentor, files, args.save_dir, transforms, meta.palette,
-                            device=device_of(args.device), root=root, alpha=args.alpha, progress=sys.stderr.isatty())
+                            device=resolve_device(args.device, "--device"), root=root, alpha=args.alpha, progress=sys.stderr.isatty())
     out = Path(args.save_dir)
     print(f"{len(written)} image(s) -> {out / 'labels'}, {out / 'pseudo_color'}, {out / 'overlay'}")
     return 0

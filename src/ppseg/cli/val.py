@@ -13,7 +13,7 @@ import sys
 import json
 from pathlib import Path
 
-from .common import add_config_args, add_inference_args, device_of, inference_overrides, load_config_args, load_segmentor
+from .common import add_config_args, add_inference_args, inference_overrides, load_config_args, load_segmentor_args
 
 HELP = "evaluate a checkpoint on the validation set"
 
@@ -27,30 +27,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..device import resolve_device
     from ..engine import build
-    from ..engine.evaluate import evaluate
+    from ..engine.task import get_task
+    from ..errors import ConfigError
 
     cfg = load_config_args(args)
     inference_overrides(args)  # validate flags before any work
     if not cfg.get("val_dataset"):
-        from ..errors import ConfigError
-
         raise ConfigError(f"{cfg.path}: no val_dataset section to evaluate on")
     dataset = build.build_dataset(cfg, "val_dataset", "val")
     opts = build.build_options(cfg)
-    segmentor = load_segmentor(cfg, args.model, dataset.num_classes, args)
-    device = device_of(args.device)
+    task = get_task(cfg.get("task", "semantic")).from_config(cfg, dataset, dataset)
+    segmentor = load_segmentor_args(cfg, args.model, dataset.num_classes, args)
+    device = resolve_device(args.device, "--device")
     segmentor.to(device)
     workers = opts.num_workers if args.num_workers is None else args.num_workers
-    metrics = evaluate(segmentor, dataset, device=device, num_workers=workers, progress=sys.stderr.isatty())
-    print(metrics.table(dataset.class_names))
-    res = metrics.compute()
+    scores = task.evaluate(segmentor, dataset, device=device, num_workers=workers, progress=sys.stderr.isatty())
+    print(scores.report)
     print(f"images: {len(dataset)}  mode: {segmentor.mode}  scales: {list(segmentor.scales)}  flip: {segmentor.flip}")
     if args.confusion_matrix:
-        metrics.confusion_matrix_figure(args.confusion_matrix, dataset.class_names)
+        scores.artifacts["confusion_matrix"](args.confusion_matrix)
         print(f"confusion matrix: {args.confusion_matrix}")
     if args.json:
-        out = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in res.items()}
-        Path(args.json).write_text(json.dumps(out, indent=2), encoding="utf-8")
+        Path(args.json).write_text(json.dumps(scores.details, indent=2), encoding="utf-8")
         print(f"metrics: {args.json}")
     return 0

@@ -314,7 +314,7 @@ def convert_checkpoint(src: str | Path, *, source: Source, model: str, out: str 
     Raises:
         PPSegError: unreadable/malicious file, unknown model or argument, or any key/shape mismatch.
     """
-    from ..engine.checkpoint import atomic_save, weights_file
+    from ..weights import atomic_save, weights_file
     from ..registry import create_model, get_factory
     from ..config import signature_params
 
@@ -393,7 +393,7 @@ def load_pretrained(model: nn.Module, path: str | Path, *,
         PPSegError: one line naming the file and the first mismatching key; the model
             is left unchanged when the checkpoint does not fit.
     """
-    from ..engine.checkpoint import load_file, load_weights
+    from ..weights import load_file, load_weights
 
     path = Path(path)
     if source not in ("auto", "ppseg", "paddle", "mmseg"):

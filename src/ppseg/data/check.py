@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ppseg.data.datasets import DATASETS, IGNORE_INDEX, IMG_SUFFIXES, SegDataset
+from ppseg.data.datasets import DATASETS, IGNORE_INDEX, SegDataset
+from ppseg.data.io import IMAGE_SUFFIXES
 from ppseg.data.io import read_image, read_label_raw
 from ppseg.errors import DataError, PPSegError
 
@@ -368,12 +369,12 @@ def _mode_for(name: str) -> str:
 
 
 def _has_images(d: Path) -> bool:
-    return any(p.is_file() and p.suffix.lower() in IMG_SUFFIXES for p in d.iterdir())
+    return any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in d.iterdir())
 
 
 def _label_suffix(d: Path) -> str:
     for p in sorted(d.rglob("*")):
-        if p.is_file() and p.suffix.lower() in IMG_SUFFIXES:
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
             return p.suffix
     return ".png"
 

@@ -18,9 +18,49 @@ from PIL import Image, UnidentifiedImageError
 from ppseg.errors import DataError
 from ppseg.fileio import atomic_open
 
-__all__ = ["read_image", "read_label", "read_label_raw", "write_png_atomic"]
+__all__ = ["IMAGE_SUFFIXES", "list_images", "collect_images", "read_image", "read_label", "read_label_raw",
+           "write_image", "write_png_atomic"]
 
 PathLike = str | os.PathLike
+
+#: the image file suffixes every command reads (lower case)
+IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def is_image_file(path: PathLike, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> bool:
+    p = Path(path)
+    return p.suffix.lower() in suffixes and p.is_file()
+
+
+def list_images(folder: PathLike, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
+    """Image files under ``folder`` (recursive, sorted); :class:`DataError` if it is not a folder."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError(f"{root}: not a directory")
+    sfx = tuple(s.lower() for s in suffixes)
+    return sorted(p for p in root.rglob("*") if is_image_file(p, sfx))
+
+
+def collect_images(spec: str, what: str = "--input") -> list[Path]:
+    """Image files named by a file, a folder (recursive) or a glob pattern, sorted.
+
+    ``what`` names the option in the error (``--input``)."""
+    import glob
+
+    path = Path(spec)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = list_images(path)
+        if not files:
+            raise DataError(f"{what} {spec}: the directory holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        return files
+    if any(ch in spec for ch in "*?["):
+        files = sorted(Path(p) for p in glob.glob(spec, recursive=True) if is_image_file(p))
+        if not files:
+            raise DataError(f"{what} {spec}: the pattern matches no image files")
+        return files
+    raise DataError(f"{what} {spec}: no such file or directory")
 
 
 def _read_bytes(path: PathLike, what: str) -> np.ndarray:
@@ -136,3 +176,31 @@ def write_png_atomic(
     p.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(p, fsync=False) as fh:
         im.save(fh, format="PNG")
+
+
+def write_image(path: PathLike, image: np.ndarray, *, atomic: bool = True) -> None:
+    """Write an RGB (``H x W x 3``), RGBA or single-channel uint8 array; the format follows the suffix.
+
+    Encoded in memory first, then written through a temp file and renamed (``atomic``), so a
+    failure never leaves half a file; any problem is a :class:`DataError` naming ``path``."""
+    p = Path(path)
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
+    elif arr.ndim == 3 and arr.shape[2] == 4:
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGBA2BGRA)
+    try:
+        ok, buf = cv2.imencode(p.suffix.lower() or ".png", arr)
+    except cv2.error as e:
+        raise DataError(f"cannot write '{p}': {str(e).strip().splitlines()[-1][:200]}") from None
+    if not ok:
+        raise DataError(f"cannot write '{p}': OpenCV cannot encode a {arr.shape} {arr.dtype} image as '{p.suffix}'")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if atomic:
+            with atomic_open(p, fsync=False) as fh:
+                fh.write(buf.tobytes())
+        else:
+            p.write_bytes(buf.tobytes())
+    except OSError as e:
+        raise DataError(f"cannot write '{p}': {e.strerror or e}") from None

@@ -23,28 +23,20 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from ..data.io import read_image
+from ..data.io import IMAGE_SUFFIXES, list_images, read_image
 from ..data.palette import overlay as _overlay
+from ..data.sample import Sample
 from ..data.transforms import build_transforms
 from ..errors import ConfigError, DataError, PPSegError
 from .sidecar import Sidecar, read_sidecar
 
 __all__ = ["Predictor", "IMAGE_SUFFIXES", "list_images"]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 #: ONNX Runtime graph optimisation levels by name
 OPT_LEVELS = ("disable", "basic", "extended", "all")
 
 ImageLike = str | os.PathLike | np.ndarray
-
-
-def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files under ``folder`` (recursive, sorted)."""
-    root = Path(folder)
-    if not root.is_dir():
-        raise DataError(f"{root}: not a directory")
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _ort():
@@ -188,10 +180,10 @@ class Predictor:
             if img.shape[:2] != fixed:
                 img = cv2.resize(img, (fixed[1], fixed[0]), interpolation=cv2.INTER_LINEAR)
         elif self.sidecar.resize:
-            sample = {"img": img, "label": None, "trans_info": []}
+            sample = Sample(img)
             for t in self._resize:
                 sample = t(sample, self._rng)
-            img = sample["img"]
+            img = sample.image
         if spec.dtype == "uint8":
             return img[None]  # N H W C, the graph casts and normalises
         img = (img - self._mean) * self._inv_std

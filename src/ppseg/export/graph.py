@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from ..models.layers import first_output
 
 __all__ = ["ExportGraph", "resize_nhwc"]
 
@@ -135,11 +136,11 @@ class ExportGraph(nn.Module):
 
     def _logits(self, x: Tensor) -> Tensor:
         out = self.model(x)
-        return out[0] if isinstance(out, (list, tuple)) else out
+        return first_output(out)
 
     def _lowres(self, x: Tensor) -> Tensor:
         low = self.model.forward_lowres(x)
-        return low[0] if isinstance(low, (list, tuple)) else low
+        return first_output(low)
 
     def forward(self, image: Tensor, output_size: Tensor | None = None) -> Tensor:
         x = image

@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .errors import ConfigError
+from ..errors import ConfigError, PPSegError
+from ..data.sample import GeomOp, Resize, invert_tensor
+from ..models.layers import first_output, output_list
 from .vim import vim, vim_exact
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..config import Config
 
 
 class Segmentor(nn.Module):
@@ -41,8 +47,8 @@ class Segmentor(nn.Module):
             scale's image (PaddleSeg 2.1-2.7, used for PP-LiteSeg's published numbers).
         postprocess: how :meth:`predict` turns the network output into labels:
             ``"argmax"`` takes the argmax of the fused full-resolution logits;
-            ``"vim"`` (PaddleSeg's Valid Interpolate Module, :func:`ppseg.vim.vim`) and
-            ``"vim_exact"`` (:func:`ppseg.vim.vim_exact`, the same labels as ``"argmax"``
+            ``"vim"`` (PaddleSeg's Valid Interpolate Module, :func:`ppseg.semantic.vim.vim`) and
+            ``"vim_exact"`` (:func:`ppseg.semantic.vim.vim_exact`, the same labels as ``"argmax"``
             when the model's ``forward`` is a bilinear resize of ``forward_lowres``, but
             faster) work on the model's low-resolution logits: the model needs a
             ``forward_lowres(x)`` method (e.g. ``pp_mobileseg_*``), and only whole-image
@@ -75,7 +81,7 @@ class Segmentor(nn.Module):
         if mode not in ("whole", "slide"):
             raise ConfigError(f"mode must be 'whole' or 'slide', got {mode!r}")
         if mode == "slide" and (crop_size is None or stride is None):
-            raise ConfigError("mode 'slide' needs crop_size and stride, e.g. crop_size: [512, 512], stride: [341, 341]")
+            raise ConfigError("mode 'slide' needs crop_size and stride, e.g. crop_size=(512, 512), stride=(341, 341)")
         for name, v in (("crop_size", crop_size), ("stride", stride)):
             if v is not None and (len(v) != 2 or min(v) < 1):
                 raise ConfigError(f"{name} must be two positive integers (w, h), got {v}")
@@ -122,7 +128,7 @@ class Segmentor(nn.Module):
         """Training: the model's list of logits. Eval: fused logits at input size."""
         if self.training:
             out = self.model(self.normalize(images))
-            return list(out) if isinstance(out, (list, tuple)) else [out]
+            return output_list(out)
         return self.predict_logits(images)
 
     # ------------------------------------------------------------------ inference
@@ -132,7 +138,7 @@ class Segmentor(nn.Module):
         if self.mode == "slide":
             return self._slide(x)
         out = self.model(x)
-        return out[0] if isinstance(out, (list, tuple)) else out
+        return first_output(out)
 
     def _slide(self, x: Tensor) -> Tensor:
         assert self.crop_size is not None and self.stride is not None
@@ -149,7 +155,7 @@ class Segmentor(nn.Module):
                 x1 = min(c * sw, max(w - cw, 0))
                 y2, x2 = min(y1 + ch, h), min(x1 + cw, w)
                 out = self.model(x[:, :, y1:y2, x1:x2])
-                out = out[0] if isinstance(out, (list, tuple)) else out
+                out = first_output(out)
                 if logits is None:
                     logits = x.new_zeros(n, out.shape[1], h, w)
                 logits[:, :, y1:y2, x1:x2] += out.float()
@@ -202,42 +208,85 @@ class Segmentor(nn.Module):
                 logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
             return logits.argmax(dim=1)
         low = self.model.forward_lowres(self.normalize(images))
-        low = low[0] if isinstance(low, (list, tuple)) else low
+        low = first_output(low)
         labels_from = vim if self.postprocess == "vim" else vim_exact
         return labels_from(low.float(), size)
 
     @torch.no_grad()
-    def predict_original(self, images: Tensor, trans_info: Sequence[tuple[str, tuple[int, int]]],
-                         size: tuple[int, int]) -> Tensor:
-        """Labels [N, H, W] at the original image ``size``, undoing the recorded val transforms.
+    def predict_original(self, images: Tensor, ops: Sequence[GeomOp], size: tuple[int, int]) -> Tensor:
+        """Labels [N, H, W] at the original image ``size``, undoing the sample's recorded geometric ops.
 
-        ``argmax``: logits are mapped back through ``trans_info`` (bilinear, crops)
-        and resized to ``size``. VIM modes upsample straight to ``size``, which
-        undoes resizes but cannot undo padding.
+        ``argmax``: logits are mapped back through ``ops`` (:func:`ppseg.data.sample.invert_tensor`:
+        resizes bilinearly, paddings cropped, crops padded, flips flipped) and resized to ``size``.
+        VIM modes upsample straight to ``size``, which undoes resizes but nothing else.
         """
         if self.postprocess == "argmax":
-            logits = reverse_transform(self.predict_logits(images), trans_info)
+            logits = invert_tensor(ops, self.predict_logits(images))
             if tuple(logits.shape[-2:]) != tuple(size):
                 logits = F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
             return logits.argmax(dim=1)
-        if any(op != "resize" for op, _ in trans_info):
-            raise ConfigError(f"postprocess '{self.postprocess}' cannot undo padding transforms; "
-                              "use Resize (not Padding) in the val transforms, or postprocess: argmax")
+        if any(not isinstance(op, Resize) for op in ops):
+            raise ConfigError(f"postprocess '{self.postprocess}' can only undo resizes, not "
+                              f"{', '.join(sorted({type(op).__name__ for op in ops if not isinstance(op, Resize)}))}; "
+                              "use Resize (not Padding) in the val transforms, or postprocess='argmax'")
         return self.predict(images, size=tuple(size))
 
 
-def reverse_transform(logits: Tensor, trans_info: Sequence[tuple[str, tuple[int, int]]]) -> Tensor:
-    """Undo the recorded geometric transforms on logits (spec §9.2).
+def check_model_kwargs(name: str, config_kwargs: dict, ckpt: dict, path: str | Path) -> None:
+    """Refuse a weights file built with other inference-relevant kwargs (e.g. ``aam_gate_act``)
+    than the config: shapes alone cannot tell a sigmoid-gated model from a relu6-gated one.
+    Training-only kwargs (:func:`ppseg.registry.training_only_kwargs`) and ``num_classes``
+    (the shape check explains that one) may differ."""
+    from ..config import signature_params
+    from ..registry import get_factory, training_only_kwargs
 
-    ``trans_info`` lists ``("resize", (h, w))`` / ``("padding", (h, w))``
-    entries, each holding the size *before* that op; they are undone in reverse:
-    resizes bilinearly, paddings by cropping the top-left ``h x w``.
+    saved = ckpt.get("model_kwargs")
+    if not isinstance(saved, dict) or ckpt.get("model") != name:
+        return
+    defaults = {k: d for k, (_, d) in signature_params(get_factory(name)).items()}
+    skip = set(training_only_kwargs(name)) | {"num_classes"}
+    for key in sorted(set(saved) | set(config_kwargs)):
+        if key in skip or key not in defaults:
+            continue
+        a, b = saved.get(key, defaults[key]), config_kwargs.get(key, defaults[key])
+        if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+            a, b = list(a), list(b)
+        if a != b:
+            raise ConfigError(f"{path}: the checkpoint's model has {key}={a!r}, but the config builds {key}={b!r}; "
+                              f"set model.{key}: {a!r} in the config (or --opts model.{key}={a})")
+
+
+def load_segmentor(path: str | Path, *, config: "Config | None" = None, num_classes: int | None = None,
+                   **overrides: Any) -> Segmentor:
+    """Rebuild a model from a weights file, load its weights and wrap it for inference.
+
+    Without ``config`` the file says everything: its registry name, the model's kwargs and
+    (files written by ``ppseg train``) the segmentor's mean/std and inference mode. With a
+    ``config`` (``ppseg val/predict -c``) the config builds the model (``num_classes`` from its
+    dataset) and the segmentor, and a file whose model differs in an inference-relevant kwarg
+    is refused. ``overrides`` replace segmentor settings (e.g. ``flip=True``); ``None`` values
+    are ignored.
+
+    Example:
+        >>> seg = ppseg.load_segmentor("output/camvid/best_model.pt")
+        >>> labels = seg.predict(images)          # RGB 0..255, [N, 3, H, W]
     """
-    for op, (h, w) in reversed(list(trans_info)):
-        if op == "resize":
-            logits = F.interpolate(logits, size=(int(h), int(w)), mode="bilinear", align_corners=False)
-        elif op == "padding":
-            logits = logits[..., : int(h), : int(w)]
-        else:
-            raise ValueError(f"unknown transform record {op!r}")
-    return logits
+    from ..registry import create_model
+    from ..weights import load_file, load_weights
+
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    ckpt = load_file(path)
+    if config is not None:
+        from ..engine import build
+
+        name, kwargs, model = build.build_model(config, num_classes)
+        check_model_kwargs(name, kwargs, ckpt, path)
+        load_weights(model, ckpt, Path(path), name)
+        return build.build_segmentor(config, model, **overrides).eval()
+    name = ckpt.get("model")
+    if not name:
+        raise PPSegError(f"{path}: the checkpoint does not record its model name")
+    model = create_model(name, **ckpt.get("model_kwargs", {}))
+    load_weights(model, ckpt, path, name)
+    kwargs = {**dict(ckpt.get("meta", {}).get("segmentor", {})), **overrides}
+    return Segmentor(model, **kwargs).eval()

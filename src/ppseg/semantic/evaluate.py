@@ -1,7 +1,7 @@
 """Evaluation on a labelled dataset (``ppseg val`` and periodic evaluation in training).
 
 Each image is predicted at its transformed size, the logits are mapped back to
-the original size through the recorded transforms (spec §9.2), and compared
+the original size through the sample's recorded geometric ops (spec §9.2), and compared
 with the original label. Confusion matrices are summed across processes.
 """
 
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import torch
 
-from ..data.datasets import SegDataset, collate
-from ..metrics import SegMetrics
-from ..segmentor import Segmentor
-from .loader import make_eval_loader, user_errors
-from .options import autocast_for
+from ..data.datasets import SegDataset
+from .metrics import SegMetrics
+from .segmentor import Segmentor
+from ..engine.loader import make_eval_loader, user_errors
+from ..engine.options import autocast_for
 
 
 @torch.no_grad()
@@ -21,6 +21,8 @@ def evaluate(segmentor: Segmentor, dataset: SegDataset, *, device: torch.device 
              num_workers: int = 0, amp: str = "off", rank: int = 0, world_size: int = 1,
              progress: bool = False) -> SegMetrics:
     """Return the accumulated :class:`SegMetrics` of ``segmentor`` on ``dataset``."""
+    from .task import collate
+
     device = torch.device(device)
     was_training = segmentor.training
     segmentor.eval()
@@ -34,7 +36,7 @@ def evaluate(segmentor: Segmentor, dataset: SegDataset, *, device: torch.device 
         images = batch["img"].to(device)
         label = batch["label"]
         with autocast_for(device, amp):
-            pred = segmentor.predict_original(images, batch["trans_info"][0], tuple(label.shape[-2:]))
+            pred = segmentor.predict_original(images, batch["ops"][0], tuple(label.shape[-2:]))
         metrics.update(pred.cpu(), label)
     metrics.all_reduce()
     segmentor.train(was_training)
