@@ -271,7 +271,7 @@ def test_compute_losses_mixed_terms_and_errors() -> None:
 
     with pytest.raises(ConfigError, match="3 outputs.*2 loss entries"):
         compute_losses([logits] * 3, label, [CrossEntropyLoss(), DiceLoss()], [1.0, 1.0])
-    with pytest.raises(ConfigError, match="loss.coef"):
+    with pytest.raises(ConfigError, match="2 losses but 3 coef values"):
         compute_losses([logits], label, [CrossEntropyLoss(), DiceLoss()], [1.0, 1.0, 1.0])
 
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
+from helpers.onnx import assert_onnx_matches_torch
 from ppseg.models import LRASPP, MobileNetV3, lraspp_mobilenetv3_large, lraspp_mobilenetv3_small
-from onnx_check import assert_onnx_matches_torch
 
 
 def test_train_and_eval_output_contract() -> None:

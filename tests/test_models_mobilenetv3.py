@@ -1,35 +1,21 @@
-"""Tests for the MobileNetV3 backbone and the shared layers."""
+"""Tests for the MobileNetV3 backbone and the shared layers.
+
+The backbone's Paddle key layout and parity with the reference (the ``backbone.*`` weights and
+features of the ``pp_humansegv2_lite_portrait`` fixture) are a row of the table in ``test_parity.py``.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from ppseg.models import ConvBNAct, MobileNetV3, PaddleHardsigmoid, ResidualUnit, SqueezeExcite
 from ppseg.models.layers import get_activation, make_divisible
-from parity import PARITY_DIR, load_fixture, tensor_by_rule
-
-FIXTURE = "pp_humansegv2_lite_portrait"
 
 
 def _n_params(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
-
-
-def _paddle_to_torch_key(key: str) -> str:
-    return key.replace("._mean", ".running_mean").replace("._variance", ".running_var")
-
-
-def _tensor_by_rule(name: str, shape: tuple[int, ...], seed: int) -> np.ndarray:
-    return tensor_by_rule(name, shape, seed)
-
-
-def _load_fixture() -> dict:
-    return load_fixture(FIXTURE)[0]
 
 
 def test_make_divisible() -> None:
@@ -115,41 +101,3 @@ def test_output_stride_dilation() -> None:
     os8 = MobileNetV3(output_stride=8)
     assert os8.strides == [4, 8, 8, 8]
 
-
-def test_state_dict_keys_match_paddle() -> None:
-    meta = _load_fixture()
-    paddle = {
-        _paddle_to_torch_key(k[len("backbone.") :]): tuple(s)
-        for k, s in meta["state_dict"]
-        if k.startswith("backbone.")
-    }
-    ours = {
-        k: tuple(v.shape)
-        for k, v in MobileNetV3().state_dict().items()
-        if not k.endswith("num_batches_tracked")
-    }
-    assert ours == paddle
-
-
-def test_numerical_parity_with_paddle_backbone() -> None:
-    meta = _load_fixture()
-    arrays = np.load(PARITY_DIR / f"{FIXTURE}.npz")
-    model = MobileNetV3().eval()
-    sd: dict[str, torch.Tensor] = {
-        k: torch.zeros((), dtype=torch.long)
-        for k in model.state_dict()
-        if k.endswith("num_batches_tracked")
-    }
-    for key, shape in meta["state_dict"]:
-        if key.startswith("backbone."):
-            value = _tensor_by_rule(key, tuple(shape), int(meta["seed"]))
-            sd[_paddle_to_torch_key(key[len("backbone.") :])] = torch.from_numpy(value)
-    model.load_state_dict(sd, strict=True)
-    for inp in meta["inputs"]:
-        k = inp["index"]
-        with torch.no_grad():
-            feats = model(torch.from_numpy(arrays[f"in{k}_x"]))
-        for j, feat in enumerate(feats):
-            ref = arrays[f"dbg{k}_backbone_{j}"]
-            assert feat.shape == ref.shape
-            np.testing.assert_allclose(feat.numpy(), ref, atol=2e-5, rtol=1e-5)

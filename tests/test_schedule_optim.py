@@ -205,7 +205,7 @@ def test_param_groups_rule_order_matters_and_empty_rules():
 def test_parse_rules_errors(rules, needle):
     with pytest.raises(ConfigError, match=needle) as e:
         parse_rules(rules)
-    assert "optimizer.param_groups[0]" in str(e.value)
+    assert str(e.value).startswith("param_groups[0]")
 
 
 def test_parse_rules_accepts_yaml11_number_strings():

@@ -16,7 +16,7 @@ use the optimizer's own settings.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -37,7 +37,8 @@ class ParamRule:
         return any(m in name for m in self.match)
 
 
-def parse_rules(rules: Sequence[dict] | None, where: str = "optimizer.param_groups") -> list[ParamRule]:
+def parse_rules(rules: Sequence[dict] | None, where: str = "param_groups") -> list[ParamRule]:
+    """Validate ``param_groups`` rules; errors name the rule as ``{where}[i]``."""
     out = []
     for i, r in enumerate(rules or []):
         if not isinstance(r, dict) or "match" not in r:
@@ -87,7 +88,9 @@ def make_param_groups(model: nn.Module, rules: Sequence[ParamRule], weight_decay
     return groups
 
 
-def _clean(groups: Iterable[dict]) -> list[dict]:
+def _optimizer_groups(model: nn.Module, param_groups: list[dict] | None, weight_decay: float) -> list[dict]:
+    """:func:`make_param_groups` from raw ``param_groups`` rules, without the ``names`` bookkeeping."""
+    groups = make_param_groups(model, parse_rules(param_groups), weight_decay)
     return [{k: v for k, v in g.items() if k != "names"} for g in groups]
 
 
@@ -96,7 +99,7 @@ def SGD(model: nn.Module, momentum: float = 0.9, weight_decay: float = 0.0, nest
     """SGD with momentum; ``weight_decay`` is coupled L2 (Paddle Momentum semantics)."""
     if not 0 <= momentum < 1:
         raise ConfigError(f"momentum must be in [0, 1), got {momentum}")
-    groups = _clean(make_param_groups(model, parse_rules(param_groups), weight_decay))
+    groups = _optimizer_groups(model, param_groups, weight_decay)
     return torch.optim.SGD(groups, lr=0.0, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
 
 
@@ -104,14 +107,14 @@ def AdamW(model: nn.Module, betas: tuple[float, float] = (0.9, 0.999), eps: floa
           weight_decay: float = 0.01, param_groups: list[dict] | None = None,
           fused: bool | None = None) -> torch.optim.Optimizer:
     """AdamW with decoupled weight decay (a group's ``weight_decay`` replaces the coefficient)."""
-    groups = _clean(make_param_groups(model, parse_rules(param_groups), weight_decay))
+    groups = _optimizer_groups(model, param_groups, weight_decay)
     return torch.optim.AdamW(groups, lr=0.0, betas=betas, eps=eps, weight_decay=weight_decay, fused=fused)
 
 
 def Adam(model: nn.Module, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
          weight_decay: float = 0.0, param_groups: list[dict] | None = None) -> torch.optim.Optimizer:
     """Adam with coupled L2 weight decay."""
-    groups = _clean(make_param_groups(model, parse_rules(param_groups), weight_decay))
+    groups = _optimizer_groups(model, param_groups, weight_decay)
     return torch.optim.Adam(groups, lr=0.0, betas=betas, eps=eps, weight_decay=weight_decay)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ..errors import ConfigError
+
 
 @dataclass
 class TrainOptions:
@@ -51,8 +53,6 @@ class TrainOptions:
     save_confusion_matrix: bool = False
 
     def __post_init__(self) -> None:
-        from ..errors import ConfigError
-
         for name in ("log_iters", "save_interval"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -62,9 +62,9 @@ class TrainOptions:
         if not 0 < self.ema_decay < 1:
             raise ConfigError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
         if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
-            raise ConfigError(f"clip_grad_norm must be > 0 or null, got {self.clip_grad_norm}")
+            raise ConfigError(f"clip_grad_norm must be > 0 or None, got {self.clip_grad_norm}")
         if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"threads must be >= 1 or null, got {self.threads}")
+            raise ConfigError(f"threads must be >= 1 or None, got {self.threads}")
 
 
 def autocast_for(device: "torch.device", amp: str):
@@ -73,11 +73,9 @@ def autocast_for(device: "torch.device", amp: str):
 
     import torch
 
-    from ..errors import ConfigError
-
     if amp == "off":
         return nullcontext()
     if amp == "fp16" and device.type != "cuda":
-        raise ConfigError("train.amp: 'fp16' needs a CUDA device; use 'bf16' on CPU")
+        raise ConfigError(f"amp 'fp16' needs a CUDA device, got {device.type!r}; use amp 'bf16' instead")
     dtype = torch.bfloat16 if amp == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)

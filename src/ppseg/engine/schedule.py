@@ -15,7 +15,7 @@ from ..errors import ConfigError
 
 
 class _Schedule:
-    def __init__(self, learning_rate: float, warmup_iters: int, warmup_start_lr: float) -> None:
+    def __init__(self, learning_rate: float, warmup_iters: int = 0, warmup_start_lr: float = 0.0) -> None:
         if learning_rate <= 0:
             raise ConfigError(f"learning_rate must be > 0, got {learning_rate}")
         if warmup_iters < 0:
@@ -72,10 +72,13 @@ class CosineAnnealingDecay(_Schedule):
 
 
 class ConstantLR(_Schedule):
-    """A constant learning rate after the warm-up."""
+    """A constant learning rate after the warm-up.
 
-    def __init__(self, learning_rate: float, warmup_iters: int = 0, warmup_start_lr: float = 0.0) -> None:
-        super().__init__(learning_rate, warmup_iters, warmup_start_lr)
+    Args:
+        learning_rate: the learning rate.
+        warmup_iters: linear warm-up length (0 = none).
+        warmup_start_lr: learning rate at iteration 0 of the warm-up.
+    """
 
     def decay(self, t: int, total: int) -> float:
         return self.learning_rate

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from ppseg.errors import ConfigError
 
+from ._common import is_number
 from .bce import BCELoss
 from .cross_entropy import CrossEntropyLoss
 from .dice import DiceLoss
@@ -66,18 +67,16 @@ def expand_losses(
 ) -> tuple[list[nn.Module], list[float]]:
     """Validate ``losses``/``coef`` and replicate a single loss over several coefs."""
     if not isinstance(losses, (list, tuple, nn.ModuleList)) or len(losses) == 0:
-        raise ConfigError("loss.types must be a non-empty list of losses")
-    if not isinstance(coef, (list, tuple)) or not all(
-        isinstance(c, (int, float)) and not isinstance(c, bool) for c in coef
-    ):
-        raise ConfigError(f"loss.coef must be a list of numbers, got {coef!r}")
+        raise ConfigError("losses must be a non-empty list of loss modules")
+    if not isinstance(coef, (list, tuple)) or not all(is_number(c) for c in coef):
+        raise ConfigError(f"coef must be a list of numbers, got {coef!r}")
     loss_list = list(losses)
     if len(loss_list) == 1 and len(coef) > 1:
         loss_list = loss_list * len(coef)
     if len(loss_list) != len(coef):
         raise ConfigError(
-            f"loss.types has {len(loss_list)} entries but loss.coef has {len(coef)}; "
-            "give one coef per type, or a single type to apply to every coef"
+            f"{len(loss_list)} losses but {len(coef)} coef values; "
+            "give one coef per loss, or a single loss to apply to every coef"
         )
     return loss_list, [float(c) for c in coef]
 
@@ -100,8 +99,8 @@ def compute_losses(
         raise ValueError("the model returned no output to compute a loss on")
     if len(outs) > len(loss_list):
         raise ConfigError(
-            f"the model returned {len(outs)} outputs (main + auxiliary heads) but the loss "
-            f"config has {len(loss_list)} loss entries; give one loss.coef entry per output"
+            f"the model returned {len(outs)} outputs (main + auxiliary heads) but there are only "
+            f"{len(loss_list)} loss entries; give one coef per output"
         )
     names: list[str] = []
     terms: list[Tensor] = []

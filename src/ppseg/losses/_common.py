@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ppseg.errors import ConfigError
+from ppseg.models.layers import resize
 
 EPS_CE = 1e-8
 """Denominator epsilon of PaddleSeg's CrossEntropyLoss (spec §7)."""
@@ -55,14 +55,22 @@ def prepare(logits: Tensor, label: Tensor) -> tuple[Tensor, Tensor]:
         )
     logits = logits.float()
     if logits.shape[-2:] != label.shape[-2:]:
-        logits = F.interpolate(
-            logits, size=tuple(label.shape[-2:]), mode="bilinear", align_corners=False
-        )
+        logits = resize(logits, tuple(label.shape[-2:]))
     return logits, label.long()
 
 
+def is_number(value: Any) -> bool:
+    """An ``int`` or ``float`` (``bool`` is not a number here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_int(value: Any) -> bool:
+    """An ``int`` (``bool`` is not an int here)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def check_ignore_index(ignore_index: Any) -> int:
-    if not isinstance(ignore_index, int) or isinstance(ignore_index, bool):
+    if not is_int(ignore_index):
         raise ConfigError(f"ignore_index must be an int, got {ignore_index!r}")
     return ignore_index
 
@@ -72,13 +80,10 @@ def check_weight(weight: Any, name: str = "weight") -> list[float] | None:
     if weight is None:
         return None
     if not isinstance(weight, (list, tuple)) or len(weight) == 0:
-        raise ConfigError(f"{name} must be null or a non-empty list of floats, got {weight!r}")
-    out: list[float] = []
-    for w in weight:
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
-            raise ConfigError(f"{name} entries must be non-negative numbers, got {weight!r}")
-        out.append(float(w))
-    return out
+        raise ConfigError(f"{name} must be None or a non-empty list of numbers, got {weight!r}")
+    if not all(is_number(w) and w >= 0 for w in weight):
+        raise ConfigError(f"{name} entries must be non-negative numbers, got {weight!r}")
+    return [float(w) for w in weight]
 
 
 def register_class_weight(module: nn.Module, weight: Any) -> None:
@@ -92,8 +97,8 @@ def class_weight_for(module: nn.Module, num_classes: int) -> Tensor | None:
     """``module.class_weight`` (or ``None``), checked against the logits' class count."""
     weight = getattr(module, "class_weight", None)
     if weight is not None and weight.numel() != num_classes:
-        raise ValueError(f"{type(module).__name__} has {weight.numel()} class weights "
-                         f"but the logits have {num_classes} channels")
+        raise ConfigError(f"{type(module).__name__} has {weight.numel()} class weights "
+                          f"but the logits have {num_classes} channels")
     return weight
 
 

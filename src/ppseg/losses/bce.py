@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from ppseg.errors import ConfigError
 
-from ._common import EPS_CE, check_ignore_index, no_autocast, prepare
+from ._common import EPS_CE, check_ignore_index, is_number, no_autocast, prepare
 
 
 class BCELoss(nn.Module):
@@ -38,15 +38,13 @@ class BCELoss(nn.Module):
         values: list[float] | None
         if pos_weight is None:
             values = None
-        elif isinstance(pos_weight, (int, float)) and not isinstance(pos_weight, bool):
+        elif is_number(pos_weight):
             values = [float(pos_weight)]
-        elif isinstance(pos_weight, (list, tuple)) and pos_weight and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in pos_weight
-        ):
+        elif isinstance(pos_weight, (list, tuple)) and pos_weight and all(is_number(v) for v in pos_weight):
             values = [float(v) for v in pos_weight]
         else:
             raise ConfigError(
-                f"pos_weight must be null, a positive number or a list of them, got {pos_weight!r}"
+                f"pos_weight must be None, a positive number or a list of them, got {pos_weight!r}"
             )
         if values is not None and any(v <= 0 for v in values):
             raise ConfigError(f"pos_weight must be positive, got {pos_weight!r}")
@@ -70,7 +68,7 @@ class BCELoss(nn.Module):
             if self.pos_weight_t is not None:
                 pw = self.pos_weight_t.to(logits.device)
                 if pw.numel() not in (1, num_channels):
-                    raise ValueError(
+                    raise ConfigError(
                         f"BCELoss has {pw.numel()} pos_weight values "
                         f"but the logits have {num_channels} channels"
                     )

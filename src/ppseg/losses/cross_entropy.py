@@ -8,7 +8,15 @@ from torch import Tensor, nn
 
 from ppseg.errors import ConfigError
 
-from ._common import EPS_CE, check_ignore_index, class_weight_for, no_autocast, prepare, register_class_weight
+from ._common import (
+    EPS_CE,
+    check_ignore_index,
+    class_weight_for,
+    is_number,
+    no_autocast,
+    prepare,
+    register_class_weight,
+)
 
 
 class CrossEntropyLoss(nn.Module):
@@ -47,13 +55,9 @@ class CrossEntropyLoss(nn.Module):
         register_class_weight(self, weight)
         self.ignore_index = check_ignore_index(ignore_index)
         if not isinstance(avg_non_ignore, bool):
-            raise ConfigError(f"avg_non_ignore must be true or false, got {avg_non_ignore!r}")
+            raise ConfigError(f"avg_non_ignore must be a bool, got {avg_non_ignore!r}")
         self.avg_non_ignore = avg_non_ignore
-        if (
-            isinstance(top_k_percent_pixels, bool)
-            or not isinstance(top_k_percent_pixels, (int, float))
-            or not 0.0 < top_k_percent_pixels <= 1.0
-        ):
+        if not is_number(top_k_percent_pixels) or not 0.0 < top_k_percent_pixels <= 1.0:
             raise ConfigError(
                 f"top_k_percent_pixels must be a number in (0, 1], got {top_k_percent_pixels!r}"
             )

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from ppseg.errors import ConfigError
 
-from ._common import check_ignore_index, class_weight_for, no_autocast, prepare, register_class_weight
+from ._common import check_ignore_index, class_weight_for, is_number, no_autocast, prepare, register_class_weight
 
 
 class DiceLoss(nn.Module):
@@ -37,7 +37,7 @@ class DiceLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.ignore_index = check_ignore_index(ignore_index)
-        if isinstance(smooth, bool) or not isinstance(smooth, (int, float)) or smooth < 0:
+        if not is_number(smooth) or smooth < 0:
             raise ConfigError(f"smooth must be a non-negative number, got {smooth!r}")
         self.smooth = float(smooth)
         register_class_weight(self, weight)

@@ -44,7 +44,7 @@ class LovaszSoftmaxLoss(nn.Module):
             logits, label = prepare(logits, label)
             num_classes = logits.shape[1]
             if num_classes < 2:
-                raise ValueError(
+                raise ConfigError(
                     "LovaszSoftmaxLoss needs at least 2 logit channels; "
                     "use LovaszHingeLoss for 1-channel logits"
                 )
@@ -125,7 +125,7 @@ class LovaszHingeLoss(nn.Module):
             elif logits.shape[1] == 1:
                 unary = logits[:, 0]
             else:
-                raise ValueError(
+                raise ConfigError(
                     f"LovaszHingeLoss needs 1 or 2 logit channels, got {logits.shape[1]}"
                 )
             flat = unary.reshape(-1)

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from ppseg.errors import ConfigError
 
-from ._common import check_ignore_index, no_autocast, prepare
+from ._common import check_ignore_index, is_int, is_number, no_autocast, prepare
 
 EPS_OHEM = 1e-5
 
@@ -33,9 +33,9 @@ class OhemCrossEntropyLoss(nn.Module):
 
     def __init__(self, thresh: float = 0.7, min_kept: int = 10000, ignore_index: int = 255) -> None:
         super().__init__()
-        if isinstance(thresh, bool) or not isinstance(thresh, (int, float)) or not 0.0 <= thresh <= 1.0:
+        if not is_number(thresh) or not 0.0 <= thresh <= 1.0:
             raise ConfigError(f"thresh must be a number in [0, 1], got {thresh!r}")
-        if isinstance(min_kept, bool) or not isinstance(min_kept, int) or min_kept < 0:
+        if not is_int(min_kept) or min_kept < 0:
             raise ConfigError(f"min_kept must be a non-negative int, got {min_kept!r}")
         self.thresh = float(thresh)
         self.min_kept = min_kept

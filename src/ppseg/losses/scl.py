@@ -57,7 +57,7 @@ from torch import Tensor, nn
 
 from ppseg.errors import ConfigError
 
-from ._common import check_ignore_index, no_autocast, prepare
+from ._common import check_ignore_index, is_int, no_autocast, prepare
 
 __all__ = ["SCLMode", "SemanticConnectivityLoss"]
 
@@ -121,7 +121,7 @@ class SemanticConnectivityLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.ignore_index = check_ignore_index(ignore_index)
-        if isinstance(max_pred_num_conn, bool) or not isinstance(max_pred_num_conn, int) or max_pred_num_conn < 1:
+        if not is_int(max_pred_num_conn) or max_pred_num_conn < 1:
             raise ConfigError(f"max_pred_num_conn must be an int >= 1, got {max_pred_num_conn!r}")
         if mode not in _MODES:
             raise ConfigError(f"mode must be one of {list(_MODES)}, got {mode!r}")

@@ -1,4 +1,4 @@
-"""Small shared building blocks: conv+BN+activation, Paddle-style hardsigmoid, SE.
+"""Small shared building blocks: conv+BN+activation, Paddle-style hardsigmoid, SE, resize.
 
 Module names follow PaddleSeg's state-dict layout so that converting a Paddle
 checkpoint is a pure rename (BN ``_mean``/``_variance`` -> ``running_mean``/
@@ -13,22 +13,46 @@ Activations carry no parameters, so they never appear in a state dict.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ppseg.errors import ConfigError
+
 __all__ = [
     "ACTIVATIONS",
     "BN_MOMENTUM",
+    "LEAKY_RELU_SLOPE",
     "ConvBNAct",
+    "PaddleConvBNAct",
     "PaddleHardsigmoid",
+    "RESIZE_MODES",
+    "ResizeMode",
     "SqueezeExcite",
     "backbone_features",
+    "check_num_classes",
+    "first_output",
+    "output_list",
     "get_activation",
+    "init_conv_bn",
+    "init_head",
     "make_divisible",
+    "resize",
 ]
+
+
+def output_list(out: Tensor | Sequence[Tensor]) -> list[Tensor]:
+    """A model's output as a list: training mode returns ``[main, aux...]``, eval mode one tensor."""
+    return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
+def first_output(out: Tensor | Sequence[Tensor]) -> Tensor:
+    """The main output of a model that may return ``[main, aux...]``."""
+    return out[0] if isinstance(out, (list, tuple)) else out
+
 
 #: PyTorch BatchNorm momentum equivalent to Paddle's default ``momentum=0.9``.
 BN_MOMENTUM: float = 0.1
@@ -96,7 +120,7 @@ def get_activation(name: str | None) -> nn.Module:
         A parameter-free activation module.
 
     Raises:
-        ValueError: If ``name`` is not a known activation.
+        ConfigError: If ``name`` is not a known activation.
     """
     if name is None:
         return nn.Identity()
@@ -111,7 +135,7 @@ def get_activation(name: str | None) -> nn.Module:
         return PaddleHardsigmoid()
     if key == "sigmoid":
         return nn.Sigmoid()
-    raise ValueError(f"unknown activation {name!r}; expected one of {ACTIVATIONS} or None")
+    raise ConfigError(f"unknown activation {name!r}; expected one of {ACTIVATIONS} or None")
 
 
 class ConvBNAct(nn.Module):
@@ -149,7 +173,7 @@ class ConvBNAct(nn.Module):
     ) -> None:
         super().__init__()
         if conv_name in ("bn", "act"):
-            raise ValueError(f"conv_name {conv_name!r} clashes with another sub-module")
+            raise ConfigError(f"conv_name {conv_name!r} clashes with another sub-module")
         if padding is None:
             padding = dilation * (kernel_size - 1) // 2
         self.conv_name = conv_name
@@ -262,12 +286,12 @@ def backbone_features(backbone: nn.Module) -> tuple[list[int], list[int]]:
     """``(out_channels, strides)`` of a backbone, the seam every segmentation model builds on.
 
     Raises:
-        ValueError: the backbone does not expose two non-empty lists of the same length.
+        ConfigError: the backbone does not expose two non-empty lists of the same length.
     """
     channels: list[int] = list(getattr(backbone, "out_channels", []))
     strides: list[int] = list(getattr(backbone, "strides", []))
     if not channels or len(channels) != len(strides):
-        raise ValueError(f"backbone {type(backbone).__name__} must expose matching 'out_channels' and 'strides' lists")
+        raise ConfigError(f"backbone {type(backbone).__name__} must expose matching 'out_channels' and 'strides' lists")
     return channels, strides
 
 
@@ -281,3 +305,55 @@ def init_conv_bn(modules: Iterable[nn.Module]) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+
+def init_head(model: nn.Module, classifiers: Iterable[nn.Conv2d]) -> None:
+    """Initialise everything of a segmentation model except its ``backbone`` (which keeps its own init).
+
+    Convs Kaiming-normal (fan_out) with zero bias and BatchNorms (1, 0), as :func:`init_conv_bn`,
+    in module order; then the ``classifiers``' weights N(0, 0.01), so that the initial logits are
+    close to zero (loss about ``ln C``) and the first steps are calm.
+    """
+    init_conv_bn(m for name, m in model.named_modules() if not name.startswith("backbone"))
+    for conv in classifiers:
+        nn.init.normal_(conv.weight, std=0.01)
+
+
+def check_num_classes(num_classes: int) -> int:
+    """``num_classes`` if it is >= 1.
+
+    Raises:
+        ConfigError: ``num_classes < 1``.
+    """
+    if num_classes < 1:
+        raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
+    return num_classes
+
+
+#: Interpolation modes of :func:`resize`.
+ResizeMode = Literal["bilinear", "nearest"]
+RESIZE_MODES: tuple[str, ...] = get_args(ResizeMode)
+
+
+def resize(x: Tensor, size: Sequence[int] | torch.Size, mode: ResizeMode = "bilinear",
+           align_corners: bool = False) -> Tensor:
+    """Resize ``x [N, C, H, W]`` to ``size`` (``(h, w)``, typically ``other.shape[-2:]``).
+
+    ``size`` is passed to :func:`torch.nn.functional.interpolate` as given, so a size read
+    from ``tensor.shape[-2:]`` stays dynamic in an ONNX export.
+
+    Args:
+        x: Input ``[N, C, H, W]``.
+        size: Output height and width.
+        mode: ``"bilinear"`` or ``"nearest"``.
+        align_corners: Bilinear only: ``False`` (default) uses half-pixel centres, as
+            Paddle's ``align_corners=False``.
+
+    Raises:
+        ConfigError: Unknown ``mode``.
+    """
+    if mode == "bilinear":
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
+    if mode == "nearest":
+        return F.interpolate(x, size=size, mode="nearest")
+    raise ConfigError(f"resize mode must be one of {RESIZE_MODES}, got {mode!r}")

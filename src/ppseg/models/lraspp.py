@@ -26,18 +26,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ppseg.models.layers import ConvBNAct, backbone_features, init_conv_bn
+from ppseg.errors import ConfigError
+from ppseg.models.layers import ConvBNAct, backbone_features, check_num_classes, init_head, resize
 from ppseg.models.mobilenetv3 import MobileNetV3
 
 __all__ = ["LRASPP", "lraspp_mobilenetv3_large", "lraspp_mobilenetv3_small"]
-
-
-def _resize(x: Tensor, like: Tensor) -> Tensor:
-    """Bilinearly resize ``x`` to the spatial size of ``like`` (half-pixel centres)."""
-    return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
 
 class LRASPP(nn.Module):
@@ -72,13 +67,12 @@ class LRASPP(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        check_num_classes(num_classes)
         if backbone is None:
             backbone = MobileNetV3("large", in_channels=in_channels, output_stride=16)
         channels, strides = backbone_features(backbone)
         if 8 not in strides:
-            raise ValueError(f"backbone returns no stride-8 feature (strides {strides})")
+            raise ConfigError(f"backbone returns no stride-8 feature (strides {strides})")
         self.num_classes = num_classes
         self.backbone = backbone
         self.low_index = len(strides) - 1 - strides[::-1].index(8)
@@ -99,7 +93,7 @@ class LRASPP(nn.Module):
         self.aux: nn.Module | None = None
         if aux_head:
             if len(channels) < 2:
-                raise ValueError("aux_head needs a backbone returning at least two features")
+                raise ConfigError("aux_head needs a backbone returning at least two features")
             self.aux_index = len(channels) - 2
             aux_in = channels[self.aux_index]
             aux_mid = max(aux_in // 4, 32)
@@ -112,11 +106,8 @@ class LRASPP(nn.Module):
 
     def _init_head(self) -> None:
         """Kaiming-normal head convs (zero bias), classifiers N(0, 0.01); BN (1, 0). The backbone keeps its own init."""
-        init_conv_bn(m for name, m in self.named_modules() if not name.startswith("backbone"))
-        # Classifiers start near zero: initial logits ~0 (loss ≈ ln C), calm first steps.
         classifiers = [self.high_classifier, self.low_classifier] + ([self.aux[-1]] if self.aux is not None else [])
-        for conv in classifiers:
-            nn.init.normal_(conv.weight, std=0.01)
+        init_head(self, classifiers)
 
     def forward(self, x: Tensor) -> Tensor | list[Tensor]:
         """Segment a normalised NCHW batch.
@@ -132,13 +123,13 @@ class LRASPP(nn.Module):
         feats: list[Tensor] = self.backbone(x)
         high, low = feats[self.high_index], feats[self.low_index]
         y = self.cbr(high) * self.scale(high)
-        y = self.high_classifier(self.dropout(_resize(y, low)))
-        logits = _resize(y + self.low_classifier(low), x)
+        y = self.high_classifier(self.dropout(resize(y, low.shape[-2:])))
+        logits = resize(y + self.low_classifier(low), x.shape[-2:])
         if not self.training:
             return logits
         outputs = [logits]
         if self.aux is not None and self.aux_index is not None:
-            outputs.append(_resize(self.aux(feats[self.aux_index]), x))
+            outputs.append(resize(self.aux(feats[self.aux_index]), x.shape[-2:]))
         return outputs
 
 
@@ -146,6 +137,11 @@ def _lraspp(variant: Literal["large", "small"], num_classes: int, in_channels: i
             aux_head: bool, dropout: float, output_stride: Literal[8, 16, 32], scale: float) -> LRASPP:
     backbone = MobileNetV3(variant, scale=scale, in_channels=in_channels, output_stride=output_stride)
     return LRASPP(num_classes, backbone=backbone, inter_channels=inter_channels, aux_head=aux_head, dropout=dropout)
+
+
+#: factory kwargs that change only training (regularisation, the auxiliary head): a weights file may
+#: differ from a config in these
+TRAINING_ONLY_KWARGS: tuple[str, ...] = ("aux_head", "dropout")
 
 
 def lraspp_mobilenetv3_large(

@@ -20,6 +20,7 @@ from typing import Literal, NamedTuple
 
 from torch import Tensor, nn
 
+from ppseg.errors import ConfigError
 from ppseg.models.layers import ConvBNAct, SqueezeExcite, init_conv_bn, make_divisible
 
 __all__ = ["BlockConfig", "MobileNetV3", "ResidualUnit", "MOBILENETV3_CONFIGS"]
@@ -163,15 +164,15 @@ class MobileNetV3(nn.Module):
     ) -> None:
         super().__init__()
         if variant not in MOBILENETV3_CONFIGS:
-            raise ValueError(f"unknown MobileNetV3 variant {variant!r}; use 'large' or 'small'")
+            raise ConfigError(f"unknown MobileNetV3 variant {variant!r}; use 'large' or 'small'")
         if output_stride not in (8, 16, 32):
-            raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
+            raise ConfigError(f"output_stride must be 8, 16 or 32, got {output_stride}")
         table, default_out = MOBILENETV3_CONFIGS[variant]
         self.out_indices: tuple[int, ...] = tuple(
             default_out if out_indices is None else out_indices
         )
         if not self.out_indices or any(not 0 <= i < len(table) for i in self.out_indices):
-            raise ValueError(
+            raise ConfigError(
                 f"out_indices {self.out_indices} must be block indices in [0, {len(table) - 1}]"
             )
         self.variant = variant

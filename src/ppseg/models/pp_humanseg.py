@@ -42,9 +42,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ppseg.models.layers import PaddleConvBNAct, init_conv_bn
+from ppseg.errors import ConfigError
+from ppseg.models.layers import PaddleConvBNAct, backbone_features, check_num_classes, init_head, resize
 from ppseg.models.mobilenetv3 import MobileNetV3
-from ppseg.models.pp_liteseg import AdaptiveAvgPool2dMatmul, PPLiteSeg
+from ppseg.models.pp_liteseg import SPPM, PPLiteSeg
 from ppseg.models.stdcnet import stdc1
 
 __all__ = [
@@ -52,8 +53,8 @@ __all__ = [
     "MobileSegHead",
     "PPHumanSegV1Lite",
     "PPHumanSegV2Lite",
-    "SegHead",
     "SeparableConvBNReLU",
+    "SeparableSegHead",
     "ShuffleUnit",
     "UAFMMobile",
     "pp_humanseg_lite_v1",
@@ -61,11 +62,6 @@ __all__ = [
     "pp_humansegv2_lite_portrait",
     "pp_humansegv2_mobile",
 ]
-
-
-def _resize(x: Tensor, size: Sequence[int] | torch.Size, align_corners: bool = False) -> Tensor:
-    """Bilinear resize to ``size`` (half-pixel centres unless ``align_corners``)."""
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=align_corners)
 
 
 # --------------------------------------------------------------------------------------
@@ -134,13 +130,13 @@ class ShuffleUnit(nn.Module):
     def __init__(self, in_channels: int, stride: Literal[1, 2], out_channels: int | None = None) -> None:
         super().__init__()
         if stride not in (1, 2):
-            raise ValueError(f"stride must be 1 or 2, got {stride}")
+            raise ConfigError(f"stride must be 1 or 2, got {stride}")
         if out_channels is None:
             out_channels = in_channels if stride == 1 else 2 * in_channels
         if out_channels % 2:
-            raise ValueError(f"out_channels must be even, got {out_channels}")
+            raise ConfigError(f"out_channels must be even, got {out_channels}")
         if stride == 1 and (in_channels != out_channels or in_channels % 2):
-            raise ValueError(f"a stride-1 unit keeps an even channel count, got {in_channels} -> {out_channels}")
+            raise ConfigError(f"a stride-1 unit keeps an even channel count, got {in_channels} -> {out_channels}")
         self.stride = stride
         self.half_channels = out_channels // 2
         branch_in = in_channels // 2 if stride == 1 else in_channels
@@ -195,9 +191,7 @@ class PPHumanSegV1Lite(nn.Module):
 
     def __init__(self, num_classes: int = 2, in_channels: int = 3, align_corners: bool = False) -> None:
         super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        self.num_classes = num_classes
+        self.num_classes = check_num_classes(num_classes)
         self.align_corners = align_corners
         self.conv_bn0 = PaddleConvBNAct(in_channels, 36, 3, stride=2, padding=1, act="relu")
         self.conv_bn1 = PaddleConvBNAct(36, 18, 1, act="relu")
@@ -223,7 +217,7 @@ class PPHumanSegV1Lite(nn.Module):
         skip = self.conv_bn1(x)
         x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
         x = self.block2(self.block1(x))
-        x = _resize(self.depthwise_separable0(x), skip.shape[-2:], self.align_corners)
+        x = resize(self.depthwise_separable0(x), skip.shape[-2:], align_corners=self.align_corners)
         x = self.depthwise_separable1(torch.cat([skip, x], dim=1))
         return self.depthwise_separable2(x)
 
@@ -237,7 +231,7 @@ class PPHumanSegV1Lite(nn.Module):
             Eval mode: logits ``[N, num_classes, H, W]``. Training mode: a one-element
             list with those logits.
         """
-        logits = _resize(self.forward_lowres(x), x.shape[-2:], self.align_corners)
+        logits = resize(self.forward_lowres(x), x.shape[-2:], align_corners=self.align_corners)
         return [logits] if self.training else logits
 
 
@@ -246,40 +240,23 @@ class PPHumanSegV1Lite(nn.Module):
 # --------------------------------------------------------------------------------------
 
 
-class MobileContextModule(nn.Module):
+class MobileContextModule(SPPM):
     """Pyramid context on the deepest feature (PaddleSeg ``MobileContextModule``).
 
-    For each bin size ``b``: adaptive average pool to ``b x b`` -> 1x1 conv (with bias) +
-    BN + ReLU -> bilinear back to the input size; the branches are summed and fused by
-    ``conv_out`` (3x3 :class:`SeparableConvBNReLU`). Keys ``stages.{i}.1.*``, ``conv_out.*``.
-    The pooling is PP-LiteSeg's matrix form, which exports to ONNX with dynamic H/W.
+    PP-LiteSeg's :class:`~ppseg.models.pp_liteseg.SPPM` (pooled branches summed at the input
+    size, with its ONNX-friendly matrix pooling) whose ``conv_out`` is a 3x3
+    :class:`SeparableConvBNReLU`. Keys ``stages.{i}.1.*``, ``conv_out.*``.
 
     Args:
         in_channels: Channels of the deepest backbone feature.
         inter_channels: Width of each pooled branch.
         out_channels: Output channels.
-        bins: Pooled sizes.
+        bin_sizes: Pooled sizes.
     """
 
-    def __init__(self, in_channels: int, inter_channels: int, out_channels: int, bins: Sequence[int]) -> None:
-        super().__init__()
-        if not bins:
-            raise ValueError("the context module needs at least one bin size")
-        self.stages = nn.ModuleList(
-            nn.Sequential(AdaptiveAvgPool2dMatmul(int(b)),
-                          PaddleConvBNAct(in_channels, inter_channels, 1, bias=True, act="relu"))
-            for b in bins
-        )
-        self.conv_out = SeparableConvBNReLU(inter_channels, out_channels, 3)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """``[N, in, h, w]`` -> ``[N, out, h, w]``."""
-        out: Tensor | None = None
-        for stage in self.stages:
-            y = _resize(stage(x), x.shape[-2:])
-            out = y if out is None else out + y
-        assert out is not None
-        return self.conv_out(out)
+    def fuse_conv(self, in_channels: int, out_channels: int) -> nn.Module:
+        """``conv_out``: a 3x3 :class:`SeparableConvBNReLU`."""
+        return SeparableConvBNReLU(in_channels, out_channels, 3)
 
 
 class UAFMMobile(nn.Module):
@@ -302,7 +279,7 @@ class UAFMMobile(nn.Module):
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         """``x [N, low, h, w]``, ``y [N, high, h', w']`` (h' <= h) -> ``[N, out, h, w]``."""
         x = self.conv_x(x)
-        return self.conv_out(x + _resize(y, x.shape[-2:]))
+        return self.conv_out(x + resize(y, x.shape[-2:]))
 
 
 class MobileSegHead(nn.Module):
@@ -332,7 +309,7 @@ class MobileSegHead(nn.Module):
     ) -> None:
         super().__init__()
         if len(in_channels) != len(out_channels) or not in_channels:
-            raise ValueError(
+            raise ConfigError(
                 f"one output width per backbone feature needed, got {list(out_channels)} for {list(in_channels)}"
             )
         self.cm = MobileContextModule(in_channels[-1], context_channels, context_channels, context_bins)
@@ -354,13 +331,18 @@ class MobileSegHead(nn.Module):
             outs[i] = high
         if self.use_last_fuse:
             size = outs[0].shape[-2:]
-            fused = [outs[0]] + [_resize(conv(y), size) for conv, y in zip(self.fuse_convs, outs[1:], strict=True)]
+            fused = [outs[0]] + [resize(conv(y), size) for conv, y in zip(self.fuse_convs, outs[1:], strict=True)]
             outs[0] = self.last_conv(torch.cat(fused, dim=1))
         return outs
 
 
-class SegHead(nn.Module):
-    """``conv`` (3x3 :class:`SeparableConvBNReLU` in -> mid) then ``conv_out`` (1x1, no bias).
+class SeparableSegHead(nn.Module):
+    """Segmentation head of PP-HumanSegV2-Lite (PaddleSeg ``mobileseg.SegHead``): ``conv`` (3x3
+    :class:`SeparableConvBNReLU` in -> mid) then ``conv_out`` (1x1, no bias).
+
+    PP-LiteSeg's :class:`~ppseg.models.pp_liteseg.SegHead` has the same shape but a full 3x3
+    conv, hence other keys (``conv._conv.*`` instead of ``conv.depthwise_conv.*`` /
+    ``conv.piontwise_conv.*``).
 
     Args:
         in_channels: Input channels.
@@ -382,13 +364,13 @@ class PPHumanSegV2Lite(nn.Module):
     """PP-HumanSegV2-Lite, PaddleSeg ``MobileSeg`` on MobileNetV3-large.
 
     backbone features (1/4 .. 1/16 or 1/32) -> :class:`MobileSegHead` -> one
-    :class:`SegHead` per level. Training mode returns every head's logits resized to the
+    :class:`SeparableSegHead` per level. Training mode returns every head's logits resized to the
     input (level 0 at 1/4 first); eval mode runs only head 0 and resizes it.
 
     Args:
         num_classes: Number of output classes.
         backbone: Module returning the selected features, shallow to deep, and exposing
-            ``out_channels``.
+            ``out_channels`` and ``strides``.
         arm_out_channels: Fused width per level (PaddleSeg ``arm_out_chs``).
         head_mid_channels: Intermediate width of each segmentation head
             (``seg_head_inter_chs``).
@@ -411,26 +393,21 @@ class PPHumanSegV2Lite(nn.Module):
         use_last_fuse: bool = True,
     ) -> None:
         super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        channels: list[int] = list(getattr(backbone, "out_channels", []))
-        if not channels:
-            raise ValueError("backbone must expose a non-empty 'out_channels' list")
+        check_num_classes(num_classes)
+        channels, _ = backbone_features(backbone)
         if len(head_mid_channels) != len(channels):
-            raise ValueError(f"one head width per level needed, got {list(head_mid_channels)} for {channels}")
+            raise ConfigError(f"one head width per level needed, got {list(head_mid_channels)} for {channels}")
         self.num_classes = num_classes
         self.backbone = backbone
         self.ppseg_head = MobileSegHead(channels, arm_out_channels, context_bins, context_channels, use_last_fuse)
         self.seg_heads = nn.ModuleList(
-            SegHead(c, mid, num_classes) for c, mid in zip(arm_out_channels, head_mid_channels, strict=True)
+            SeparableSegHead(c, mid, num_classes) for c, mid in zip(arm_out_channels, head_mid_channels, strict=True)
         )
         self._init_head()
 
     def _init_head(self) -> None:
         """Head convs Kaiming-normal (zero bias), BN (1, 0), classifiers N(0, 0.01); the backbone keeps its init."""
-        init_conv_bn(m for name, m in self.named_modules() if not name.startswith("backbone"))
-        for head in self.seg_heads:
-            nn.init.normal_(head.conv_out.weight, std=0.01)
+        init_head(self, (head.conv_out for head in self.seg_heads))
 
     def forward(self, x: Tensor) -> Tensor | list[Tensor]:
         """Segment a normalised NCHW batch.
@@ -444,8 +421,8 @@ class PPHumanSegV2Lite(nn.Module):
         """
         feats = self.ppseg_head(self.backbone(x))
         if not self.training:
-            return _resize(self.seg_heads[0](feats[0]), x.shape[-2:])
-        return [_resize(head(f), x.shape[-2:]) for head, f in zip(self.seg_heads, feats, strict=True)]
+            return resize(self.seg_heads[0](feats[0]), x.shape[-2:])
+        return [resize(head(f), x.shape[-2:]) for head, f in zip(self.seg_heads, feats, strict=True)]
 
 
 def _mobilenetv3_large(out_indices: tuple[int, ...], in_channels: int) -> MobileNetV3:

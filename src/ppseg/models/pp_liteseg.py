@@ -25,24 +25,30 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ppseg.models.layers import PaddleConvBNAct, backbone_features, init_conv_bn
+from ppseg.errors import ConfigError
+from ppseg.models.layers import (
+    RESIZE_MODES,
+    PaddleConvBNAct,
+    ResizeMode,
+    backbone_features,
+    check_num_classes,
+    init_head,
+    resize,
+)
 from ppseg.models.stdcnet import STDCNet, stdc1, stdc2
 
 __all__ = [
     "AdaptiveAvgPool2dMatmul",
     "PPLiteSeg",
     "PPLiteSegHead",
-    "PaddleConvBNAct",
     "SPPM",
     "SegHead",
     "UAFM",
     "UAFMChannelAttention",
     "UAFMSpatialAttention",
     "UAFMType",
-    "ResizeMode",
     "pp_liteseg_b",
     "pp_liteseg_t",
 ]
@@ -50,16 +56,6 @@ __all__ = [
 #: Attention of the fusion modules: ``"spatial"`` (PaddleSeg ``UAFM_SpAtten``, the PP-LiteSeg
 #: default) or ``"channel"`` (``UAFM_ChAtten``).
 UAFMType = Literal["spatial", "channel"]
-
-#: Interpolation used to upsample the higher-level feature inside the decoder.
-ResizeMode = Literal["bilinear", "nearest"]
-
-
-def _resize(x: Tensor, size: Sequence[int] | torch.Size, mode: ResizeMode = "bilinear") -> Tensor:
-    """Resize to ``size``; bilinear uses half-pixel centres (Paddle ``align_corners=False``)."""
-    if mode == "bilinear":
-        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-    return F.interpolate(x, size=size, mode="nearest")
 
 
 def _bin_sum_matrix(size: Tensor | int, bins: int, like: Tensor) -> tuple[Tensor, Tensor]:
@@ -96,7 +92,7 @@ class AdaptiveAvgPool2dMatmul(nn.Module):
     def __init__(self, bins: int) -> None:
         super().__init__()
         if bins < 1:
-            raise ValueError(f"bins must be >= 1, got {bins}")
+            raise ConfigError(f"bins must be >= 1, got {bins}")
         self.bins = bins
 
     def forward(self, x: Tensor) -> Tensor:
@@ -116,7 +112,7 @@ class SPPM(nn.Module):
 
     For each bin size ``b``: adaptive average pool to ``b x b`` -> 1x1 conv (with bias) +
     BN + ReLU -> bilinear resize back to the input size; the branches are **summed** and
-    passed through a 3x3 conv (with bias) + BN + ReLU.
+    passed through ``conv_out`` (:meth:`fuse_conv`: 3x3 conv with bias + BN + ReLU).
 
     ``stages.{i}`` is ``Sequential(pool, conv)`` as in the reference, which is why the conv
     keys read ``stages.{i}.1._conv.*``.
@@ -134,7 +130,7 @@ class SPPM(nn.Module):
     def __init__(self, in_channels: int, inter_channels: int, out_channels: int, bin_sizes: Sequence[int]) -> None:
         super().__init__()
         if not bin_sizes:
-            raise ValueError("bin_sizes must not be empty")
+            raise ConfigError("bin_sizes must not be empty")
         self.stages = nn.ModuleList(
             nn.Sequential(
                 AdaptiveAvgPool2dMatmul(int(b)),
@@ -142,14 +138,18 @@ class SPPM(nn.Module):
             )
             for b in bin_sizes
         )
-        self.conv_out = PaddleConvBNAct(inter_channels, out_channels, 3, bias=True, act="relu")
+        self.conv_out = self.fuse_conv(inter_channels, out_channels)
+
+    def fuse_conv(self, in_channels: int, out_channels: int) -> nn.Module:
+        """The module fusing the summed branches (``conv_out``): 3x3 conv (with bias) + BN + ReLU."""
+        return PaddleConvBNAct(in_channels, out_channels, 3, bias=True, act="relu")
 
     def forward(self, x: Tensor) -> Tensor:
         """Pool at every bin size, resize back, sum, fuse."""
         size = x.shape[-2:]
         total: Tensor | None = None
         for stage in self.stages:
-            branch = _resize(stage(x), size)
+            branch = resize(stage(x), size)
             total = branch if total is None else total + branch
         assert total is not None
         return self.conv_out(total)
@@ -186,7 +186,7 @@ class UAFM(nn.Module):
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         """Fuse a low-level feature ``x`` with an upsampled high-level feature ``y``."""
         x = self.conv_x(x)
-        y = _resize(y, x.shape[-2:], self.resize_mode)
+        y = resize(y, x.shape[-2:], self.resize_mode)
         return self.conv_out(self.fuse(x, y))
 
 
@@ -287,11 +287,13 @@ class PPLiteSegHead(nn.Module):
     ) -> None:
         super().__init__()
         if len(in_channels) != len(arm_out_channels):
-            raise ValueError(
+            raise ConfigError(
                 f"{len(in_channels)} backbone features but {len(arm_out_channels)} fusion output widths"
             )
         if uafm not in _UAFM_CLASSES:
-            raise ValueError(f"unknown uafm {uafm!r}; expected one of {tuple(_UAFM_CLASSES)}")
+            raise ConfigError(f"unknown uafm {uafm!r}; expected one of {tuple(_UAFM_CLASSES)}")
+        if resize_mode not in RESIZE_MODES:
+            raise ConfigError(f"resize_mode must be one of {RESIZE_MODES}, got {resize_mode!r}")
         self.cm = SPPM(in_channels[-1], sppm_out_channels, sppm_out_channels, sppm_bin_sizes)
         uafm_class = _UAFM_CLASSES[uafm]
         deeper_channels = [*arm_out_channels[1:], sppm_out_channels]
@@ -314,7 +316,8 @@ class PPLiteSegHead(nn.Module):
 
 class SegHead(nn.Module):
     """Segmentation head: 3x3 conv (no bias) + BN + ReLU (``conv``), 1x1 conv to the classes
-    without bias (``conv_out``).
+    without bias (``conv_out``). PP-HumanSegV2-Lite's variant with a separable 3x3 conv (other
+    state-dict keys) is :class:`~ppseg.models.pp_humanseg.SeparableSegHead`.
 
     Args:
         in_channels: Input channels.
@@ -374,14 +377,13 @@ class PPLiteSeg(nn.Module):
         resize_mode: ResizeMode = "bilinear",
     ) -> None:
         super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        check_num_classes(num_classes)
         channels, strides = backbone_features(backbone)
         indices = [int(i) for i in backbone_indices]
         if len(indices) < 2 or not all(0 <= i < len(channels) for i in indices):
-            raise ValueError(f"backbone_indices must name >= 2 of the backbone's {len(channels)} outputs, got {indices}")
+            raise ConfigError(f"backbone_indices must name >= 2 of the backbone's {len(channels)} outputs, got {indices}")
         if not len(indices) == len(arm_out_channels) == len(seg_head_inter_channels):
-            raise ValueError("backbone_indices, arm_out_channels and seg_head_inter_channels need the same length")
+            raise ConfigError("backbone_indices, arm_out_channels and seg_head_inter_channels need the same length")
         self.num_classes = num_classes
         self.backbone_indices = indices
         self.output_stride: int = strides[indices[0]]
@@ -396,10 +398,7 @@ class PPLiteSeg(nn.Module):
 
     def _init_decoder(self) -> None:
         """Decoder and head convs Kaiming-normal, BN (1, 0), classifiers N(0, 0.01); the backbone keeps its own."""
-        init_conv_bn(self.ppseg_head.modules())
-        init_conv_bn(self.seg_heads.modules())
-        for head in self.seg_heads:
-            nn.init.normal_(head.conv_out.weight, std=0.01)
+        init_head(self, (head.conv_out for head in self.seg_heads))
 
     def decode(self, x: Tensor) -> list[Tensor]:
         """Decoder features, shallow to deep: ``[N, arm_out_channels[i], ~H / s_i, ~W / s_i]``."""
@@ -425,9 +424,9 @@ class PPLiteSeg(nn.Module):
         # Contiguous before the upsample: a channels-last model would otherwise produce
         # channels-last full-resolution logits (slow per-pixel softmax / loss).
         if not self.training:
-            return _resize(self.forward_lowres(x).contiguous(), size)
+            return resize(self.forward_lowres(x).contiguous(), size)
         return [
-            _resize(head(feature).contiguous(), size) for head, feature in zip(self.seg_heads, self.decode(x))
+            resize(head(feature).contiguous(), size) for head, feature in zip(self.seg_heads, self.decode(x))
         ]
 
 

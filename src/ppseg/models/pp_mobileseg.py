@@ -19,10 +19,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ppseg.models.layers import ConvBNAct, backbone_features, init_conv_bn
+from ppseg.models.layers import ConvBNAct, backbone_features, check_num_classes, init_head, resize
 from ppseg.models.strideformer import FusionType, GateActivation, StrideFormer
 
 __all__ = ["PPMobileSeg", "PPMobileSegHead", "pp_mobileseg_base", "pp_mobileseg_tiny"]
@@ -68,10 +67,14 @@ class PPMobileSeg(nn.Module):
         >>> low = model.forward_lowres(images)   # [N, 150, ~H/16, ~W/16]
     """
 
+    #: a capability: in training mode ``forward(x)`` is exactly
+    #: ``[bilinear_resize(forward_lowres(x), x.shape[-2:])]``, so a loss that resizes logits itself
+    #: (:meth:`~ppseg.losses.mixed.MixedLoss.accepts_lowres_logits`) may take the low-resolution ones
+    trains_from_lowres: bool = True
+
     def __init__(self, num_classes: int, backbone: nn.Module, dropout: float = 0.1) -> None:
         super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        check_num_classes(num_classes)
         channels, strides = backbone_features(backbone)
         self.num_classes = num_classes
         self.output_stride: int = strides[-1]
@@ -81,8 +84,7 @@ class PPMobileSeg(nn.Module):
 
     def _init_head(self) -> None:
         """Head convs Kaiming-normal, BN (1, 0), classifier N(0, 0.01) with zero bias."""
-        init_conv_bn(self.decode_head.modules())
-        nn.init.normal_(self.decode_head.conv_seg.weight, std=0.01)
+        init_head(self, [self.decode_head.conv_seg])
 
     def forward_lowres(self, x: Tensor) -> Tensor:
         """Logits before the final resize: ``[N, num_classes, h, w]`` at ``output_stride``."""
@@ -102,7 +104,7 @@ class PPMobileSeg(nn.Module):
         # would otherwise come out channels-last, and every per-pixel softmax/loss over the
         # class axis would first copy all C x H x W of them.
         low = self.forward_lowres(x).contiguous()
-        logits = F.interpolate(low, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        logits = resize(low, x.shape[-2:])
         return [logits] if self.training else logits
 
 
@@ -119,6 +121,10 @@ def _pp_mobileseg(
         variant, in_channels=in_channels, fusion=fusion, aam_gate_act=aam_gate_act, drop_path_rate=drop_path_rate
     )
     return PPMobileSeg(num_classes, backbone, dropout=dropout)
+
+
+#: factory kwargs that change only training (regularisation): a weights file may differ from a config in these
+TRAINING_ONLY_KWARGS: tuple[str, ...] = ("drop_path_rate", "dropout")
 
 
 def pp_mobileseg_base(

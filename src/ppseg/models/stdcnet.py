@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from ppseg.errors import ConfigError
 from ppseg.models.layers import BN_MOMENTUM, ConvBNAct, init_conv_bn
 
 __all__ = ["CatBottleneck", "STDCNet", "STDC_STAGE_DEPTHS", "stdc1", "stdc2"]
@@ -65,11 +66,11 @@ class CatBottleneck(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, block_num: int = 4, stride: int = 1) -> None:
         super().__init__()
         if block_num < 2:
-            raise ValueError(f"block_num must be >= 2, got {block_num}")
+            raise ConfigError(f"block_num must be >= 2, got {block_num}")
         if stride not in (1, 2):
-            raise ValueError(f"stride must be 1 or 2, got {stride}")
+            raise ConfigError(f"stride must be 1 or 2, got {stride}")
         if out_channels % 2 ** (block_num - 1):
-            raise ValueError(f"out_channels ({out_channels}) must be divisible by 2**(block_num - 1)")
+            raise ConfigError(f"out_channels ({out_channels}) must be divisible by 2**(block_num - 1)")
         self.stride = stride
         # Channel plan: out/2, then out/4, out/8, ... and the last conv repeats its input width,
         # so that the widths sum to out_channels (for block_num 2: out/2 + out/2).
@@ -130,7 +131,7 @@ class STDCNet(nn.Module):
         super().__init__()
         depths = [int(d) for d in stage_depths]
         if len(depths) != 3 or min(depths) < 1:
-            raise ValueError(f"stage_depths must be three positive integers, got {list(stage_depths)}")
+            raise ConfigError(f"stage_depths must be three positive integers, got {list(stage_depths)}")
         self.stage_depths = depths
         stage_channels = [base_channels * 4, base_channels * 8, base_channels * 16]
         self.out_channels: list[int] = [base_channels // 2, base_channels, *stage_channels]

@@ -35,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ppseg.models.layers import ConvBNAct, get_activation, init_conv_bn
+from ppseg.errors import ConfigError
+from ppseg.models.layers import ConvBNAct, get_activation, init_conv_bn, resize
 from ppseg.models.mobilenetv3 import BlockConfig, ResidualUnit
 
 __all__ = [
@@ -137,11 +138,6 @@ STRIDEFORMER_CONFIGS: dict[str, StrideFormerConfig] = {
 }
 
 
-def _resize(x: Tensor, size: Sequence[int] | torch.Size) -> Tensor:
-    """Bilinear resize to ``size`` with half-pixel centres (Paddle ``align_corners=False``)."""
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-
-
 def _conv_bn(in_channels: int, out_channels: int, kernel_size: int = 1, *, groups: int = 1) -> ConvBNAct:
     """PaddleSeg's "Conv2d_BN": conv (no bias, padding ``(k - 1) // 2``) + BN, conv named ``c``."""
     return ConvBNAct(in_channels, out_channels, kernel_size, groups=groups, conv_name=_CONV_NAME)
@@ -210,7 +206,7 @@ class DropPath(nn.Module):
     def __init__(self, p: float = 0.0) -> None:
         super().__init__()
         if not 0.0 <= p < 1.0:
-            raise ValueError(f"drop-path probability must be in [0, 1), got {p}")
+            raise ConfigError(f"drop-path probability must be in [0, 1), got {p}")
         self.p = p
 
     def forward(self, x: Tensor) -> Tensor:
@@ -333,7 +329,7 @@ class SeaAttention(nn.Module):
 
         out = self.gate(self.proj(rows + columns + v)) * detail
         if self.stride_conv is not None:
-            out = _resize(out, in_size)
+            out = resize(out, in_size)
         return out
 
 
@@ -453,7 +449,7 @@ class AAM(nn.Module):
     ) -> None:
         super().__init__()
         if len(in_channels) != 3:
-            raise ValueError(f"AAM fuses three features, got in_channels={list(in_channels)}")
+            raise ConfigError(f"AAM fuses three features, got in_channels={list(in_channels)}")
         self.embedding_list = nn.ModuleList(_embedding(c, out_channels) for c in in_channels)
         self.act_embedding_list = nn.ModuleList(_embedding(c, out_channels) for c in in_channels)
         self.gate = get_activation(gate_act)
@@ -463,12 +459,12 @@ class AAM(nn.Module):
         x8, x16, x32 = feats
         x8 = F.interpolate(x8, scale_factor=0.5, mode="bilinear", align_corners=False)
         size = x8.shape[-2:]
-        x16 = _resize(x16, size)
+        x16 = resize(x16, size)
         gate = self.gate(self.act_embedding_list[0](x8))
         gate = gate * self.gate(self.act_embedding_list[1](x16))
-        gate = gate * _resize(self.gate(self.act_embedding_list[2](x32)), size)
+        gate = gate * resize(self.gate(self.act_embedding_list[2](x32)), size)
         local = self.embedding_list[0](x8) + self.embedding_list[1](x16)
-        return gate * local + _resize(self.embedding_list[2](x32), size)
+        return gate * local + resize(self.embedding_list[2](x32), size)
 
 
 class AAMStride8(nn.Module):
@@ -493,7 +489,7 @@ class AAMStride8(nn.Module):
     ) -> None:
         super().__init__()
         if len(in_channels) != 3:
-            raise ValueError(f"AAMStride8 fuses three features, got in_channels={list(in_channels)}")
+            raise ConfigError(f"AAMStride8 fuses three features, got in_channels={list(in_channels)}")
         c8, c16, c32 = in_channels
         self.embedding_list = nn.ModuleList([_embedding(c8, out_channels), _embedding(c32, out_channels)])
         self.act_embedding_list = nn.ModuleList([_embedding(c16, out_channels), _embedding(c32, out_channels)])
@@ -503,9 +499,9 @@ class AAMStride8(nn.Module):
         """Fuse ``[x8, x16, x32]`` into one map at 1/8."""
         x8, x16, x32 = feats
         size = x8.shape[-2:]
-        gate = self.gate(self.act_embedding_list[0](_resize(x16, size)))
-        gate = gate * _resize(self.gate(self.act_embedding_list[1](x32)), size)
-        return gate * self.embedding_list[0](x8) + _resize(self.embedding_list[1](x32), size)
+        gate = self.gate(self.act_embedding_list[0](resize(x16, size)))
+        gate = gate * resize(self.gate(self.act_embedding_list[1](x32)), size)
+        return gate * self.embedding_list[0](x8) + resize(self.embedding_list[1](x32), size)
 
 
 _FUSIONS: dict[str, type[AAM] | type[AAMStride8]] = {"aam": AAM, "aam_stride8": AAMStride8}
@@ -553,13 +549,13 @@ class StrideFormer(nn.Module):
     ) -> None:
         super().__init__()
         if variant not in STRIDEFORMER_CONFIGS:
-            raise ValueError(f"unknown StrideFormer variant {variant!r}; use one of {sorted(STRIDEFORMER_CONFIGS)}")
+            raise ConfigError(f"unknown StrideFormer variant {variant!r}; use one of {sorted(STRIDEFORMER_CONFIGS)}")
         cfg = STRIDEFORMER_CONFIGS[variant]
         fusion = cfg.fusion if fusion is None else fusion
         if fusion not in _FUSIONS:
-            raise ValueError(f"unknown fusion {fusion!r}; use one of {sorted(_FUSIONS)}")
+            raise ConfigError(f"unknown fusion {fusion!r}; use one of {sorted(_FUSIONS)}")
         if aam_gate_act not in ("sigmoid", "relu6"):
-            raise ValueError(f"aam_gate_act must be 'sigmoid' or 'relu6', got {aam_gate_act!r}")
+            raise ConfigError(f"aam_gate_act must be 'sigmoid' or 'relu6', got {aam_gate_act!r}")
         self.variant = variant
         self.fusion = fusion
 
