@@ -15,8 +15,10 @@ import cv2
 import numpy as np
 import pytest
 
-from ppseg.apps.humanseg import (HumanSeg, PersonModel, composite, flicker_score, load_person_model, open_source,
-                                 parse_background, run_humanseg)
+from ppseg.apps.compositing import composite, parse_background
+from ppseg.apps.humanseg import HumanSeg, PersonModel, load_person_model, run_humanseg
+from ppseg.apps.media import open_source, write_frame
+from ppseg.apps.stabilize import flicker_score
 from ppseg.cli import main
 from ppseg.errors import ConfigError
 
@@ -180,6 +182,20 @@ def test_images_folder_and_single_image(tmp_path):
     assert cv2.imread(str(one)).shape == (H, W, 3)
 
 
+def test_written_images_keep_the_frame_colours(tmp_path):
+    frame = np.random.default_rng(0).integers(0, 255, (H, W, 3), dtype=np.uint8)
+    write_frame(tmp_path / "f.png", frame)  # BGR in, the same BGR back from OpenCV
+    assert np.array_equal(cv2.imread(str(tmp_path / "f.png"), cv2.IMREAD_UNCHANGED), frame)
+    write_frame(tmp_path / "g.png", frame[..., 0])
+    assert np.array_equal(cv2.imread(str(tmp_path / "g.png"), cv2.IMREAD_UNCHANGED), frame[..., 0])
+    frames, masks = make_frames(n=1)
+    cv2.imwrite(str(tmp_path / "in.png"), frames[0])
+    run_humanseg(RedModel(), tmp_path / "in.png", tmp_path / "c.png", output="composite", background="color:0,0,255")
+    far = cv2.dilate(masks[0].astype(np.uint8), np.ones((9, 9), np.uint8)) == 0
+    blue = np.array([255, 0, 0], np.int16)  # BGR of color:0,0,255 (not red: the file is not channel-swapped)
+    assert np.abs(cv2.imread(str(tmp_path / "c.png"))[far].astype(np.int16) - blue).max() <= 2  # feathered edge
+
+
 # ----------------------------------------------------------------------------- stabilisation
 def _masks(model: PersonModel, frames: list[np.ndarray], stabilize: bool) -> list[np.ndarray]:
     seg = HumanSeg(model, stabilize=stabilize)
@@ -226,9 +242,9 @@ def tiny_models(tmp_path_factory) -> tuple[Path, Path]:
     pytest.importorskip("onnxruntime")
     torch = pytest.importorskip("torch")
     import ppseg
-    from ppseg.engine.checkpoint import atomic_save, weights_file
+    from ppseg.weights import atomic_save, weights_file
     from ppseg.export import export_onnx
-    from weights import randomize
+    from helpers.weights import randomize
 
     root = tmp_path_factory.mktemp("models")
     model = randomize(ppseg.create_model("pp_humanseg_lite_v1", num_classes=2), seed=3).eval()

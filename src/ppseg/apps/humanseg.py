@@ -1,25 +1,22 @@
 """Person segmentation for images, videos and webcams: masks, alpha mattes, background replacement.
 
-The library behind ``ppseg humanseg``. Per frame::
+The library behind ``ppseg humanseg``; what is specific to it: person models, the per-frame
+processor :class:`HumanSeg` and the runner :func:`run_humanseg`. Per frame::
 
     decode -> resize to the network input -> person probability (softmax channel 1)
       -> temporal stabilisation (videos, webcams) -> mask | alpha matte | composite -> encode
 
+The parts other apps reuse live next to it: :mod:`ppseg.apps.media` (sources, sinks, image
+writing, progress), :mod:`ppseg.apps.compositing` (backgrounds, alpha compositing) and
+:mod:`ppseg.apps.stabilize` (optical-flow temporal stabilisation, flicker measure).
+
 Models (:func:`load_person_model`): an exported ``model.onnx`` runs on ONNX Runtime through
 :class:`ppseg.deploy.Predictor`'s session and sidecar (no torch needed); a ppseg weights file
-runs on PyTorch through :func:`ppseg.load_segmentor`. Any :class:`PersonModel` subclass works
-(tests plug in models whose output they control).
+runs on PyTorch through :func:`ppseg.semantic.segmentor.load_segmentor`. Any :class:`PersonModel`
+subclass works (tests plug in models whose output they control).
 
-Temporal stabilisation (:class:`TemporalStabilizer`; PaddleSeg PP-HumanSeg's deploy
-post-processing idea, spec §9.2, re-derived and vectorised): the previous frame's *fused*
-probability map is warped to the current frame with DIS optical flow computed on small grey
-frames, then blended with the current prediction pixel by pixel. The weight of the current
-prediction is low where the pixel is still or the two agree (a motion-compensated recursive
-filter: network flicker averages out), high where the pixel moves *and* the two disagree (the
-flow may be wrong there: follow the network, no ghosting), and 1 where the flow does not track
-(the warped previous frame does not match the current one: occlusions, new content) or leaves
-the frame. One DIS flow per frame, at the network's resolution (e.g. 256x144), like the fusion
-and the matte; only the final matte is upsampled to the frame, and the composite is blended in
+Stabilisation, like the matte, works at the network's resolution (e.g. 256x144: one DIS flow
+per frame); only the final matte is upsampled to the frame, and the composite is blended in
 uint8.
 
 Example:
@@ -34,35 +31,29 @@ by :class:`TorchPersonModel` when it is used.
 
 from __future__ import annotations
 
-import math
 import os
-import secrets
-import sys
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import cv2
 import numpy as np
 
-from ..deploy.predictor import IMAGE_SUFFIXES
+from ..data.io import IMAGE_SUFFIXES
 from ..errors import ConfigError, DataError, PPSegError
+from .compositing import Background, composite, parse_background
+from .media import VIDEO_SUFFIXES, WRITE_VIDEO_SUFFIXES, Source, VideoSink, open_source, progress_bar, write_frame
+from .stabilize import FlickerMeter, StabilizerParams, TemporalStabilizer
 
 __all__ = [
-    "OUTPUTS", "VIDEO_SUFFIXES", "REFERENCE_INPUT_SIZES",
+    "OUTPUTS", "REFERENCE_INPUT_SIZES", "DEFAULT_INPUT_SIZE",
     "PersonModel", "OnnxPersonModel", "TorchPersonModel", "load_person_model",
-    "StabilizerParams", "TemporalStabilizer", "FlickerMeter", "flicker_score", "still_pixels",
-    "Background", "parse_background", "composite", "HumanSeg", "Source", "open_source", "VideoSink",
-    "RunResult", "run_humanseg",
+    "HumanSeg", "RunResult", "run_humanseg",
 ]
 
 Output = Literal["mask", "alpha", "composite"]
 OUTPUTS: tuple[str, ...] = ("mask", "alpha", "composite")
-VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv")
-#: containers OpenCV's ``mp4v`` writer produces
-WRITE_VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv")
 
 #: network input (w, h) of the reference deploy configs (spec §9.1), landscape; swapped for
 #: portrait-orientation frames. Used for weights files, which do not record an input size.
@@ -154,10 +145,12 @@ class OnnxPersonModel(PersonModel):
             if len(self._resize) == 1 and isinstance(t, Resize) and not t.keep_ratio and not t.size_divisor:
                 hw = _orient(tuple(t.target_size), frame_hw)  # a fixed target: follow the frame's orientation
             else:
-                sample: dict[str, Any] = {"img": np.zeros((*frame_hw, 3), np.uint8), "label": None, "trans_info": []}
+                from ..data.sample import Sample
+
+                sample = Sample(np.zeros((*frame_hw, 3), np.uint8))
                 for tr in self._resize:
                     sample = tr(sample, np.random.default_rng(0))
-                hw = tuple(sample["img"].shape[:2])
+                hw = sample.hw
         elif self.input_size is not None:
             hw = _orient(self.input_size, frame_hw)
         else:
@@ -208,7 +201,8 @@ class TorchPersonModel(PersonModel):
             raise PPSegError(f"{path}: a ppseg weights file needs PyTorch, which is not installed; export it "
                              "('ppseg export ... --output-op softmax') and pass the model.onnx instead, "
                              "or pip install 'ppseg[train]'") from None
-        from ..engine.checkpoint import load_file, load_segmentor
+        from ..semantic.segmentor import load_segmentor
+        from ..weights import load_file
 
         if threads is not None:
             torch.set_num_threads(int(threads))
@@ -243,265 +237,6 @@ def load_person_model(path: str | os.PathLike, *, threads: int | None = None,
     if p.suffix.lower() == ".onnx":
         return OnnxPersonModel(p, threads=threads, input_size=input_size)
     return TorchPersonModel(p, threads=threads, input_size=input_size)
-
-
-# =============================================================================== stabilisation
-@dataclass
-class StabilizerParams:
-    """Knobs of :class:`TemporalStabilizer` (distances in pixels of the working resolution).
-
-    Attributes:
-        still_weight: weight of the current prediction where the pixel is still or the
-            prediction agrees with the warped history (the temporal smoothing strength:
-            0.25 averages flicker over about 7 frames).
-        moving_weight: weight where the pixel moves by ``motion_ref`` or more and the
-            prediction disagrees with the history by ``disagree_ref`` or more.
-        motion_ref: flow magnitude (px/frame) that counts as fully moving.
-        disagree_ref: probability difference that counts as full disagreement.
-        photo_tolerance: grey-level difference (0..255) between the current frame and the
-            previous frame warped by the flow above which a pixel is not tracked (occlusion,
-            new content, flow failure): the current prediction is used alone there.
-    """
-
-    still_weight: float = 0.25
-    moving_weight: float = 0.85
-    motion_ref: float = 1.5
-    disagree_ref: float = 0.5
-    photo_tolerance: float = 24.0
-
-    def __post_init__(self) -> None:
-        for name in ("still_weight", "moving_weight"):
-            v = getattr(self, name)
-            if not 0 < v <= 1:
-                raise ConfigError(f"{name} must be in (0, 1], got {v}")
-        for name in ("motion_ref", "disagree_ref", "photo_tolerance"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
-
-
-class TemporalStabilizer:
-    """Optical-flow temporal fusion of per-frame person probabilities (see the module docstring).
-
-    Call it once per frame with the current probability and grey frame (same ``h x w``,
-    the working resolution); it returns the fused probability (float32, a new array each
-    call). Shapes changing between calls restart it.
-
-    Per pixel ``x``, with ``f_b`` = DIS optical flow from the current to the previous grey frame::
-
-        warped(x)   = fused_prev(x + f_b(x))                     (bilinear)
-        tracked(x)  = |grey(x) - grey_prev(x + f_b(x))| <= photo_tolerance and x + f_b(x) inside the frame
-        s(x)        = min(|f_b(x)| / motion_ref, 1) * min(|p(x) - warped(x)| / disagree_ref, 1)
-        w(x)        = still_weight + (moving_weight - still_weight) * s(x)   if tracked, else 1
-        fused(x)    = warped(x) + w(x) * (p(x) - warped(x))
-    """
-
-    def __init__(self, params: StabilizerParams | None = None) -> None:
-        self.params = params or StabilizerParams()
-        self._dis: Any = None
-        self.reset()
-
-    def reset(self) -> None:
-        self._prev: np.ndarray | None = None
-        self._grey: np.ndarray | None = None
-
-    def _setup(self, h: int, w: int) -> None:
-        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
-        # PaddleSeg's rule: a coarser finest scale for larger frames
-        dis.setFinestScale(1 if min(h, w) <= 64 else 2 if min(h, w) <= 160 else 3)
-        self._dis = dis
-        self._gx, self._gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-        self._mx = np.empty((h, w), np.float32)
-        self._my = np.empty((h, w), np.float32)
-
-    def __call__(self, prob: np.ndarray, grey: np.ndarray) -> np.ndarray:
-        prob = np.asarray(prob, dtype=np.float32)
-        if prob.shape != grey.shape[:2]:
-            raise ValueError(f"probability {prob.shape} and grey frame {grey.shape[:2]} differ in size")
-        if self._prev is None or self._grey is None or self._prev.shape != prob.shape:
-            self._setup(*prob.shape)
-            self._prev, self._grey = prob.copy(), grey.copy()
-            return prob.copy()
-        fused = self._fuse(prob, grey)
-        self._prev, self._grey = fused, grey.copy()
-        return fused.copy()
-
-    def _fuse(self, prob: np.ndarray, grey: np.ndarray) -> np.ndarray:
-        pr = self.params
-        h, w = prob.shape
-        flow = self._dis.calc(grey, self._grey, None)  # current -> previous
-        fx, fy = flow[..., 0], flow[..., 1]
-        mx, my = self._mx, self._my
-        np.add(self._gx, fx, out=mx)
-        np.add(self._gy, fy, out=my)
-        warped = cv2.remap(self._prev, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        # tracking check: the previous frame, warped the same way, must look like the current one
-        seen = cv2.remap(self._grey, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        untracked = cv2.absdiff(seen, grey) > pr.photo_tolerance
-        untracked |= (mx < 0) | (mx > w - 1) | (my < 0) | (my > h - 1)
-        diff = prob - warped
-        s = np.minimum(cv2.magnitude(fx, fy), pr.motion_ref)
-        s *= np.minimum(np.abs(diff), pr.disagree_ref)
-        s *= (pr.moving_weight - pr.still_weight) / (pr.motion_ref * pr.disagree_ref)
-        s += pr.still_weight
-        s[untracked] = 1.0
-        diff *= s
-        diff += warped
-        return diff
-
-
-# =============================================================================== flicker
-def still_pixels(prev_grey: np.ndarray, grey: np.ndarray, threshold: float = 6.0) -> np.ndarray:
-    """Pixels whose grey value changed by at most ``threshold`` (0..255) between two frames."""
-    return cv2.absdiff(prev_grey, grey) <= threshold
-
-
-def _as_unit(mask: np.ndarray) -> np.ndarray:
-    m = np.asarray(mask)
-    if m.dtype == np.bool_:
-        return m.astype(np.float32)
-    m = m.astype(np.float32)
-    return m / 255.0 if m.max(initial=0) > 1 else m
-
-
-def flicker_score(masks: Sequence[np.ndarray], still_region: np.ndarray | Sequence[np.ndarray]) -> float:
-    """Mean absolute frame-to-frame change of the masks where the scene is still.
-
-    Args:
-        masks: ``T`` masks ``H x W`` (bool, 0/1 or 0..255; soft values allowed).
-        still_region: ``H x W`` bool (one region for the whole clip) or ``T - 1`` of them
-            (one per pair of consecutive frames).
-
-    Returns:
-        The mean over consecutive pairs of ``mean(|m_t - m_{t-1}|)`` over the still pixels,
-        in ``[0, 1]`` (0: perfectly stable). Pairs without still pixels are skipped; 0.0
-        when nothing can be measured.
-    """
-    if len(masks) < 2:
-        return 0.0
-    region = np.asarray(still_region, dtype=bool)
-    per_pair = region.ndim == 3
-    if per_pair and len(region) != len(masks) - 1:
-        raise ValueError(f"{len(masks)} masks need {len(masks) - 1} still regions, got {len(region)}")
-    values = []
-    prev = _as_unit(masks[0])
-    for t in range(1, len(masks)):
-        cur = _as_unit(masks[t])
-        r = region[t - 1] if per_pair else region
-        if cur.shape != prev.shape or r.shape != cur.shape:
-            raise ValueError(f"mask {t} is {cur.shape}, mask {t - 1} {prev.shape}, still region {r.shape}")
-        if r.any():
-            values.append(float(np.abs(cur - prev)[r].mean()))
-        prev = cur
-    return float(np.mean(values)) if values else 0.0
-
-
-class FlickerMeter:
-    """Running :func:`flicker_score` of binary masks, with a still region per frame pair
-    from the grey frames (:func:`still_pixels`)."""
-
-    def __init__(self, threshold: float = 6.0) -> None:
-        self.threshold = threshold
-        self.total = 0.0
-        self.pairs = 0
-        self._mask: np.ndarray | None = None
-        self._grey: np.ndarray | None = None
-
-    def update(self, mask: np.ndarray, grey: np.ndarray) -> None:
-        if self._mask is not None and self._grey is not None and self._mask.shape == mask.shape:
-            still = still_pixels(self._grey, grey, self.threshold)
-            n = int(np.count_nonzero(still))
-            if n:
-                self.total += np.count_nonzero((mask != self._mask) & still) / n
-                self.pairs += 1
-        self._mask, self._grey = mask, grey
-
-    @property
-    def value(self) -> float | None:
-        return self.total / self.pairs if self.pairs else None
-
-
-# =============================================================================== rendering
-@dataclass
-class Background:
-    """What replaces the background in ``composite`` output: ``color``, ``image`` or ``blur``."""
-
-    kind: Literal["color", "image", "blur"]
-    color_bgr: tuple[int, int, int] = (0, 0, 0)
-    image_bgr: np.ndarray | None = None
-    blur: int = 31
-    _cache: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False)
-
-    def render(self, frame_bgr: np.ndarray) -> np.ndarray:
-        """The background for ``frame_bgr`` (BGR uint8, frame size)."""
-        h, w = frame_bgr.shape[:2]
-        if self.kind == "blur":
-            return _fast_blur(frame_bgr, self.blur)
-        bg = self._cache.get((h, w))
-        if bg is None:
-            if self.kind == "color":
-                bg = np.empty((h, w, 3), np.uint8)
-                bg[:] = self.color_bgr
-            else:
-                bg = _cover(self.image_bgr, h, w)  # type: ignore[arg-type]
-            self._cache[(h, w)] = bg
-        return bg
-
-
-def _fast_blur(img: np.ndarray, k: int) -> np.ndarray:
-    """A Gaussian blur of kernel ~``k``: on a 4x smaller copy for large kernels (same look, ~10x cheaper)."""
-    if k < 16:
-        return cv2.GaussianBlur(img, (k, k), 0)
-    h, w = img.shape[:2]  # (linear decimation aliases, but the blur that follows removes it)
-    small = cv2.resize(img, (max(w // 4, 1), max(h // 4, 1)), interpolation=cv2.INTER_LINEAR)
-    ks = max(3, (k // 4) | 1)
-    small = cv2.GaussianBlur(small, (ks, ks), 0)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-
-
-def _cover(img: np.ndarray, h: int, w: int) -> np.ndarray:
-    """Scale ``img`` to cover ``h x w`` (aspect kept) and crop the centre."""
-    ih, iw = img.shape[:2]
-    s = max(h / ih, w / iw)
-    nh, nw = max(h, round(ih * s)), max(w, round(iw * s))
-    big = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
-    y, x = (nh - h) // 2, (nw - w) // 2
-    return np.ascontiguousarray(big[y:y + h, x:x + w])
-
-
-def parse_background(spec: str) -> Background:
-    """``color:R,G,B`` (0..255), ``image:PATH`` or ``blur[:K]`` (odd K >= 3, default 31)."""
-    kind, _, arg = str(spec).partition(":")
-    kind = kind.strip().lower()
-    if kind == "color":
-        parts = [p.strip() for p in arg.split(",")]
-        try:
-            rgb = [int(p) for p in parts]
-        except ValueError:
-            rgb = []
-        if len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb):
-            raise ConfigError(f"--background {spec!r}: expected color:R,G,B with three integers 0..255, "
-                              "e.g. color:0,255,0")
-        return Background("color", color_bgr=(rgb[2], rgb[1], rgb[0]))
-    if kind == "image":
-        if not arg:
-            raise ConfigError(f"--background {spec!r}: expected image:PATH")
-        if not Path(arg).is_file():
-            raise ConfigError(f"--background {spec!r}: {arg}: file not found")
-        img = cv2.imread(arg, cv2.IMREAD_COLOR)
-        if img is None:
-            raise ConfigError(f"--background {spec!r}: {arg}: not a readable image")
-        return Background("image", image_bgr=img)
-    if kind == "blur":
-        k = 31
-        if arg:
-            try:
-                k = int(arg)
-            except ValueError:
-                k = -1
-        if k < 3 or k % 2 == 0:
-            raise ConfigError(f"--background {spec!r}: the blur kernel must be an odd integer >= 3, e.g. blur:31")
-        return Background("blur", blur=k)
-    raise ConfigError(f"--background {spec!r}: expected color:R,G,B, image:PATH or blur[:K]")
 
 
 # =============================================================================== frame processor
@@ -582,154 +317,6 @@ class HumanSeg:
         return composite(frame_bgr, (background or Background("color")).render(frame_bgr), a)
 
 
-def composite(fg: np.ndarray, bg: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """``fg * a + bg * (1 - a)`` for uint8 images and a uint8 matte ``a`` (0..255), in uint8
-    arithmetic (OpenCV, rounded; twice as fast as a float blend)."""
-    a3 = cv2.merge((alpha, alpha, alpha))
-    out = cv2.multiply(fg, a3, scale=1.0 / 255)
-    cv2.bitwise_not(a3, dst=a3)
-    return cv2.add(out, cv2.multiply(bg, a3, scale=1.0 / 255))
-
-
-# =============================================================================== sources and sinks
-@dataclass
-class Source:
-    """Frames to process: ``kind`` is ``images``, ``video`` or ``webcam``."""
-
-    kind: Literal["images", "video", "webcam"]
-    name: str
-    fps: float = 30.0
-    frame_count: int | None = None
-    files: list[Path] = field(default_factory=list)
-    root: Path | None = None
-    capture: Any = None
-    _first: np.ndarray | None = None
-
-    @property
-    def size(self) -> tuple[int, int] | None:
-        """``(w, h)`` of a video's frames."""
-        return None if self._first is None else (self._first.shape[1], self._first.shape[0])
-
-    def frames(self, max_frames: int | None = None) -> Iterator[tuple[str, np.ndarray]]:
-        """``(name, BGR uint8 frame)``; images are read one by one, videos until the end."""
-        n = 0
-        if self.kind == "images":
-            for f in self.files:
-                if max_frames is not None and n >= max_frames:
-                    return
-                img = cv2.imread(str(f), cv2.IMREAD_COLOR)
-                if img is None:
-                    raise DataError(f"{f}: cannot read image (not a decodable image file)")
-                n += 1
-                yield str(f.relative_to(self.root) if self.root else Path(f.name)), img
-            return
-        try:
-            frame = self._first
-            self._first = None
-            while frame is not None and (max_frames is None or n < max_frames):
-                n += 1
-                yield f"{n - 1:06d}", frame
-                ok, frame = self.capture.read()
-                if not ok:
-                    frame = None
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        if self.capture is not None:
-            self.capture.release()
-            self.capture = None
-
-
-def _first_frame(cap: Any) -> np.ndarray | None:
-    if not cap.isOpened():
-        return None
-    ok, frame = cap.read()
-    return frame if ok and frame is not None and frame.size else None
-
-
-def open_source(spec: str | int, fps: float | None = None) -> Source:
-    """An image file, a folder of images, a video file or a webcam index (``0``, ``1``...)."""
-    text = str(spec)
-    path = Path(text)
-    if isinstance(spec, int) or (text.isdigit() and not path.exists()):
-        index = int(text)
-        cap = cv2.VideoCapture(index)
-        first = _first_frame(cap)
-        if first is None:
-            cap.release()
-            raise DataError(f"webcam {index}: not available (no camera with this index, it is in use, "
-                            "or OpenCV has no camera support here)")
-        rate = fps or cap.get(cv2.CAP_PROP_FPS)
-        return Source("webcam", f"webcam {index}", fps=rate if rate and math.isfinite(rate) and rate > 0 else 30.0,
-                      capture=cap, _first=first)
-    if not path.exists():
-        raise DataError(f"{path}: input not found")
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise DataError(f"{path}: no images in this folder ({', '.join(IMAGE_SUFFIXES)})")
-        return Source("images", str(path), files=files, root=path, frame_count=len(files))
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        return Source("images", str(path), files=[path], frame_count=1)
-    cap = cv2.VideoCapture(str(path))
-    first = _first_frame(cap)
-    if first is None:
-        cap.release()
-        raise DataError(f"{path}: cannot read video (not a video file, empty, or a codec OpenCV cannot decode)")
-    rate = fps or cap.get(cv2.CAP_PROP_FPS)
-    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    return Source("video", str(path), fps=rate if rate and math.isfinite(rate) and rate > 0 else 30.0,
-                  frame_count=count if count > 0 else None, capture=cap, _first=first)
-
-
-class VideoSink:
-    """An ``mp4v`` video written to a temp file next to ``path`` and renamed into place by
-    :meth:`commit`; :meth:`discard` (or an error) leaves ``path`` untouched."""
-
-    def __init__(self, path: str | os.PathLike, fps: float, size_wh: tuple[int, int]) -> None:
-        self.path = Path(path)
-        if self.path.suffix.lower() not in WRITE_VIDEO_SUFFIXES:
-            raise ConfigError(f"--out {self.path}: a video output needs one of {', '.join(WRITE_VIDEO_SUFFIXES)}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.parent / f".{self.path.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp{self.path.suffix}"
-        self.size = (int(size_wh[0]), int(size_wh[1]))
-        self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), self.size, True)
-        if not self.writer.isOpened():
-            self.writer.release()
-            self.tmp.unlink(missing_ok=True)
-            raise PPSegError(f"--out {self.path}: OpenCV cannot write an mp4v video there")
-        self.frames = 0
-
-    def write(self, frame: np.ndarray) -> None:
-        if frame.ndim == 2:
-            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-        self.writer.write(frame)
-        self.frames += 1
-
-    def commit(self) -> Path:
-        self.writer.release()
-        if not self.tmp.is_file() or self.tmp.stat().st_size == 0:
-            self.tmp.unlink(missing_ok=True)
-            raise PPSegError(f"--out {self.path}: the video writer produced no file")
-        os.replace(self.tmp, self.path)
-        return self.path
-
-    def discard(self) -> None:
-        self.writer.release()
-        self.tmp.unlink(missing_ok=True)
-
-
-def _write_image(path: Path, img: np.ndarray) -> None:
-    from ..fileio import atomic_open
-
-    ok, buf = cv2.imencode(path.suffix.lower() or ".png", img)
-    if not ok:
-        raise PPSegError(f"{path}: cannot encode the image")
-    with atomic_open(path, fsync=False) as f:
-        f.write(buf.tobytes())
-
-
 # =============================================================================== runner
 @dataclass
 class RunResult:
@@ -745,16 +332,6 @@ class RunResult:
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
-
-
-def _progress(total: int | None, enabled: bool, desc: str) -> Any:
-    if not enabled:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:  # tqdm comes with the 'train' extra; the torch-free install may not have it
-        return None
-    return tqdm(total=total, desc=desc, unit="frame", dynamic_ncols=True, file=sys.stderr)
 
 
 def run_humanseg(
@@ -815,7 +392,7 @@ def _run_images(model: PersonModel, src: Source, out: Path, output: Output, bg: 
             raise ConfigError(f"--out {out}: a folder is needed for a folder of images")
         target_of = lambda name: (out / name).with_suffix(".png")  # noqa: E731
     seg = HumanSeg(model, stabilize=stabilize, params=params, feather=feather)
-    bar = _progress(src.frame_count, progress, "humanseg")
+    bar = progress_bar(src.frame_count, progress, "humanseg")
     written: list[Path] = []
     start = time.perf_counter()
     try:
@@ -823,7 +400,7 @@ def _run_images(model: PersonModel, src: Source, out: Path, output: Output, bg: 
             if not stabilize:
                 seg.reset()
             target = target_of(name)
-            _write_image(target, seg.render(frame, output, bg))
+            write_frame(target, seg.render(frame, output, bg))
             written.append(target)
             if bar is not None:
                 bar.update(1)
@@ -843,7 +420,7 @@ def _run_video(model: PersonModel, src: Source, out: Path, output: Output, bg: B
     assert src.size is not None
     sink = VideoSink(out, fps, src.size)
     total = min(src.frame_count, max_frames) if src.frame_count and max_frames else (src.frame_count or max_frames)
-    bar = _progress(total, progress, "humanseg")
+    bar = progress_bar(total, progress, "humanseg")
     interrupted = False
     start = time.perf_counter()
     try:

@@ -51,7 +51,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import cv2
 
-    from ..apps.humanseg import load_person_model, open_source, parse_background, run_humanseg
+    from ..apps.compositing import parse_background
+    from ..apps.humanseg import load_person_model, run_humanseg
+    from ..apps.media import open_source
     from ..errors import ConfigError
 
     if args.threads is not None:
