@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 import ppseg
-import ppseg.bench as bench
+from ppseg.bench import config, reference, report, worker
 from ppseg.cli import main
 from ppseg.errors import ConfigError
 
@@ -65,23 +67,23 @@ def test_bad_arguments_one_line(extra: list[str], message: str, capsys: pytest.C
 
 def test_paddle_missing_says_how_to_install(monkeypatch: pytest.MonkeyPatch,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(bench, "paddle_available", lambda: False)
+    monkeypatch.setattr(config, "paddle_available", lambda: False)  # where check_config looks it up
     assert main(["bench", *FAST, "--backends", "torch,paddle"]) == 1
     err = capsys.readouterr().err.strip()
     assert "paddle" in err and "pip install paddlepaddle" in err and "\n" not in err
 
 
 def test_paddle_reference_mapping() -> None:
-    def cfg(model: str, op: str = "argmax", **kw) -> bench.BenchConfig:
-        return bench.BenchConfig(model, {"num_classes": 150, **kw}, (1, 3, 64, 64), output_op=op)
+    def cfg(model: str, op: str = "argmax", **kw) -> config.BenchConfig:
+        return config.BenchConfig(model, {"num_classes": 150, **kw}, (1, 3, 64, 64), output_op=op)
 
-    assert "MobileSeg_Tiny" in bench.paddle_reference(cfg("pp_mobileseg_tiny", "vim"))[0]
-    assert "STDC2" in bench.paddle_reference(cfg("pp_liteseg_b"))[0]
-    call, why = bench.paddle_reference(cfg(MODEL))
+    assert "MobileSeg_Tiny" in reference.paddle_reference(cfg("pp_mobileseg_tiny", "vim"))[0]
+    assert "STDC2" in reference.paddle_reference(cfg("pp_liteseg_b"))[0]
+    call, why = reference.paddle_reference(cfg(MODEL))
     assert call is None and "no PaddleSeg reference" in why
-    assert bench.paddle_reference(cfg("pp_liteseg_t", "vim"))[0] is None  # the reference has no VIM there
-    assert bench.paddle_reference(cfg("pp_mobileseg_base", fusion="aam"))[0] is None  # not the reference graph
-    assert set(bench.PADDLE_REFERENCE) <= set(ppseg.list_models())
+    assert reference.paddle_reference(cfg("pp_liteseg_t", "vim"))[0] is None  # the reference has no VIM there
+    assert reference.paddle_reference(cfg("pp_mobileseg_base", fusion="aam"))[0] is None  # not the reference graph
+    assert set(reference.PADDLE_REFERENCE) <= set(ppseg.list_models())
 
 
 def test_table_ratio_and_na() -> None:
@@ -95,17 +97,17 @@ def test_table_ratio_and_na() -> None:
         {"backend": "paddle", "runtime": "paddle", **common, "model": "lraspp_mobilenetv3_small",
          "na": "no PaddleSeg reference mapping for lraspp_mobilenetv3_small"},
     ]
-    bench.add_ratios(rows)
+    report.add_ratios(rows)
     assert rows[0]["vs_paddle"] == pytest.approx(5.0)
-    text = bench.format_table(rows)
+    text = report.format_table(rows)
     assert "5.00x" in text and "ref" in text and "n/a: no PaddleSeg reference" in text and "1.49M" in text
 
 
 def test_parsers() -> None:
-    assert bench.parse_threads("1,2,2") == (1, 2)
-    assert bench.parse_backends("torch, ort") == ("torch", "onnxruntime")
+    assert config.parse_threads("1,2,2") == (1, 2)
+    assert config.parse_backends("torch, ort") == ("torch", "onnxruntime")
     with pytest.raises(ConfigError):
-        bench.parse_backends("")
+        config.parse_backends("")
 
 
 def test_images_are_timed_resized_and_undecodable_ones_named(tmp_path: Path,
@@ -120,7 +122,7 @@ def test_images_are_timed_resized_and_undecodable_ones_named(tmp_path: Path,
     rng = np.random.default_rng(0)
     cv2.imwrite(str(photos / "a.png"), rng.integers(0, 256, (40, 90, 3), dtype=np.uint8))
     cv2.imwrite(str(photos / "b.jpg"), rng.integers(0, 256, (70, 50, 3), dtype=np.uint8))
-    imgs = bench._bench_images((3, 3, 64, 48), [str(photos / "a.png"), str(photos / "b.jpg")])
+    imgs = worker._bench_images((3, 3, 64, 48), [str(photos / "a.png"), str(photos / "b.jpg")])
     assert imgs.shape == (3, 64, 48, 3) and imgs.dtype == np.uint8
     assert np.array_equal(imgs[0], imgs[2]) and not np.array_equal(imgs[0], imgs[1])  # reused in turn
     out_json = tmp_path / "b.json"
@@ -134,3 +136,26 @@ def test_images_are_timed_resized_and_undecodable_ones_named(tmp_path: Path,
     captured = capsys.readouterr()
     err = captured.err.strip()
     assert "notes.png" in err and "\n" not in err and "exporting" not in captured.out  # before any work
+
+
+def test_onnxruntime_worker_never_imports_torch(tmp_path: Path) -> None:
+    """The onnxruntime measurement runs where torch is absent: the worker entry point
+    (``python -m ppseg.bench --worker``), the package and everything the case imports are torch-free."""
+    from ppseg.export import export_onnx
+
+    model = ppseg.create_model(MODEL, num_classes=3).eval()
+    res = export_onnx(model, tmp_path / "onnx", model_name=MODEL, model_kwargs={"num_classes": 3},
+                      class_names=["a", "b", "c"], palette=[[0, 0, 0], [1, 1, 1], [2, 2, 2]], mean=(0.5,) * 3,
+                      std=(0.5,) * 3, input_shape=(1, 3, 64, 64))
+    job = {"backend": "onnxruntime", "threads": 1, "onnx": str(res.onnx_path), "ort_opt": "all",
+           "input_shape": [1, 3, 64, 64], "images": [], "runs": 2, "warmup": 1}
+    spec, out = tmp_path / "job.json", tmp_path / "result.json"
+    spec.write_text(json.dumps(job))
+    code = ("import runpy, sys; sys.modules['torch'] = None\n"  # any `import torch` now fails
+            f"sys.argv = ['ppseg.bench', '--worker', {str(spec)!r}, '--result', {str(out)!r}]\n"
+            "runpy.run_module('ppseg.bench', run_name='__main__', alter_sys=True)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(out.read_text())
+    assert result["output_shape"] == [1, 64, 64] and len(result["times_ms"]) == 2
+    assert result["version"].startswith("onnxruntime ")

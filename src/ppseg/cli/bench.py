@@ -36,7 +36,7 @@ HELP = "benchmark inference latency (torch, ONNX Runtime, optionally the PaddleS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..bench import ORT_OPT_LEVELS, OUTPUT_OPS
+    from ..bench.config import ORT_OPT_LEVELS, OUTPUT_OPS
 
     m = p.add_mutually_exclusive_group(required=True)
     m.add_argument("--model", help="a registered model name (ppseg.list_models())")
@@ -70,7 +70,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):  # -> BenchConfig
-    from ..bench import BenchConfig, parse_backends, parse_threads
+    from ..bench.config import BenchConfig, parse_backends, parse_threads
     from ..errors import ConfigError
 
     if args.num_classes is not None and args.num_classes < 1:
@@ -83,7 +83,7 @@ def config_from_args(args: argparse.Namespace):  # -> BenchConfig
         raise ConfigError("--opts needs -c CONFIG")
     calib: list[str] = []
     if args.calib_data:
-        from ..deploy.predictor import list_images
+        from ..data.io import list_images
 
         calib = [str(p) for p in list_images(args.calib_data)[: max(1, args.calib_images)]]
         if not calib:
@@ -92,7 +92,7 @@ def config_from_args(args: argparse.Namespace):  # -> BenchConfig
     if args.images:
         from pathlib import Path
 
-        from ..deploy.predictor import list_images
+        from ..data.io import list_images
 
         if Path(args.images).is_file():
             images = [str(args.images)]
@@ -135,7 +135,9 @@ def config_from_args(args: argparse.Namespace):  # -> BenchConfig
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..bench import check_config, format_table, rows_to_json, run_benchmark
+    from ..bench import run_benchmark
+    from ..bench.config import check_config
+    from ..bench.report import format_table, rows_to_json
 
     cfg = config_from_args(args)
     check_config(cfg)
