@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import ppseg_cmd, tiny_config, write_config
+from helpers.data import ppseg_cmd, tiny_config, write_config
 from ppseg.cli import main
 
 pytestmark = pytest.mark.slow
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One tiny training run shared by the val / predict tests."""
-    from conftest import make_synthetic_dataset
+    from helpers.data import make_synthetic_dataset
 
     root = tmp_path_factory.mktemp("trained")
     data = make_synthetic_dataset(root / "data")

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import ppseg_cmd, tiny_config, write_config
+from helpers.data import ppseg_cmd, tiny_config, write_config
 
 pytestmark = pytest.mark.slow
 

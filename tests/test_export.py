@@ -17,8 +17,8 @@ import ppseg  # noqa: E402
 from ppseg.errors import ConfigError, PPSegError  # noqa: E402
 from ppseg.export import ExportGraph, export_onnx  # noqa: E402
 from ppseg.export.graph import resize_nhwc  # noqa: E402
-from ppseg.vim import vim  # noqa: E402
-from weights import randomize  # noqa: E402
+from ppseg.semantic.vim import vim  # noqa: E402
+from helpers.weights import randomize  # noqa: E402
 
 NUM_CLASSES = 11
 MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
@@ -107,7 +107,7 @@ def test_argmax_of_a_lowres_model_equals_torch(name: str, tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("name", ["pp_mobileseg_tiny", "pp_mobileseg_base"])
 def test_vim_in_the_graph_equals_ppseg_vim(name: str, tmp_path: Path) -> None:
-    """VIM exported with ONNX ops only (no loop): the same labels as ppseg.vim.vim, any size, batch-shared label set."""
+    """VIM exported with ONNX ops only (no loop): the same labels as ppseg.semantic.vim.vim, any size, batch-shared label set."""
     model = _model(name, seed=3)
     res = _export(model, tmp_path / "vim", output_op="vim")
     ops = {n.op_type for n in __import__("onnx").load(str(res.onnx_path)).graph.node}

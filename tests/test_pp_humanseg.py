@@ -1,6 +1,8 @@
-"""PP-HumanSeg V1-Lite, V2-Lite (general, portrait) and V2-Mobile: parameter counts, Paddle key
-layout (with the dead reference weights the converter drops), parity with the reference,
-the real V1 ``.pdparams``, the train/eval contract and ONNX export."""
+"""PP-HumanSeg V1-Lite, V2-Lite (general, portrait) and V2-Mobile: parameter counts (with the
+dead reference weights the converter drops), the real V1 ``.pdparams``, the train/eval
+contract and ONNX export.
+
+The Paddle key layout and parity with the reference fixtures are in ``test_parity.py``."""
 
 from __future__ import annotations
 
@@ -9,13 +11,15 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import ppseg
-from ppseg.convert import convert_checkpoint, load_pretrained, paddle_to_torch_state
+from helpers.onnx import assert_onnx_matches_torch
+from helpers.parity import assert_logits_match, fixture_file, load_fixture, paddle_state
+from helpers.weights import randomize as _randomize
+from ppseg.convert import convert_checkpoint, load_pretrained
 from ppseg.convert.api import converter_options
 from ppseg.convert.pdparams import BOOKKEEPING_KEY
 from ppseg.errors import ConfigError, PPSegError
@@ -29,9 +33,6 @@ from ppseg.models.pp_humanseg import (
     pp_humansegv2_mobile,
 )
 from ppseg.models.pp_liteseg import PPLiteSeg
-from onnx_check import assert_onnx_matches_torch
-from parity import PARITY_DIR, assert_logits_match, load_fixture, paddle_state, tolerance
-from weights import randomize as _randomize
 
 #: registry name == fixture name -> factory
 FACTORIES: dict[str, Callable[..., nn.Module]] = {
@@ -68,15 +69,6 @@ NUM_TRAIN_OUTPUTS = {
 }
 
 NAMES = sorted(FACTORIES)
-
-
-def _is_bn_stat(key: str) -> bool:
-    return key.endswith(("_mean", "_variance"))
-
-
-def _converted(name: str, meta: dict, model: nn.Module):
-    opts = converter_options(name)
-    return paddle_to_torch_state(paddle_state(meta), model, drop=opts.drop, defaults=dict(opts.defaults))
 
 
 # ---------------------------------------------------------------------------------------
@@ -157,31 +149,9 @@ def test_registry_and_typed_kwargs() -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# Paddle layout and parity (fixtures in ../shared/spec/parity; skipped without them)
+# Converter options and real checkpoints (fixtures in ../shared/spec/parity; skipped without
+# them). The Paddle layout and parity tests of all four fixtures are the table in test_parity.py.
 # ---------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_state_dict_matches_paddle_layout(name: str) -> None:
-    meta, _ = load_fixture(name)
-    model = FACTORIES[name](meta["constructor"]["num_classes"])
-    assert meta["numel_excluding_bn_stats"] == REFERENCE_COUNTS[name][0]
-    assert meta["numel_bn_stats"] == REFERENCE_COUNTS[name][1]
-    zeros = {key: np.zeros(shape, np.float32) for key, shape in meta["state_dict"]}
-    opts = converter_options(name)
-    converted = paddle_to_torch_state(zeros, model, drop=opts.drop, defaults=dict(opts.defaults))
-    _, _, n_dropped, dead_params, dead_bn = OUR_COUNTS[name]
-    assert len(converted.dropped) == n_dropped
-    shapes = dict((k, s) for k, s in meta["state_dict"])
-    assert sum(int(np.prod(shapes[k])) for k in converted.dropped if not _is_bn_stat(k)) == dead_params
-    assert sum(int(np.prod(shapes[k])) for k in converted.dropped if _is_bn_stat(k)) == dead_bn
-    # every kept reference key lands on the model key of the same name (BN stats renamed),
-    # in the model's order, and nothing is filled
-    renamed = dict(converted.renamed)
-    kept = [renamed.get(k, k) for k, _ in meta["state_dict"] if k not in converted.dropped]
-    assert kept == [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
-    assert {k for k, _ in converted.renamed} == {k for k in shapes if _is_bn_stat(k) and k not in converted.dropped}
-    assert not converted.filled and not converted.transposed
 
 
 def test_dead_weight_patterns_match_only_dead_weights() -> None:
@@ -195,32 +165,8 @@ def test_dead_weight_patterns_match_only_dead_weights() -> None:
     assert not converter_options("pp_humansegv2_lite_general").drop
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_parity_with_paddle(name: str) -> None:
-    meta, arrays = load_fixture(name)
-    model = FACTORIES[name](meta["constructor"]["num_classes"])
-    model.load_state_dict(_converted(name, meta, model).state_dict, strict=True)
-    model.eval()
-    for inp in meta["inputs"]:
-        k = inp["index"]
-        x = torch.from_numpy(arrays[f"in{k}_x"])
-        with torch.no_grad():
-            got = {f"out{k}_logits": model(x)}
-            if hasattr(model, "backbone"):  # V2: MobileNetV3 / STDC features
-                for j, feat in enumerate(model.backbone(x)):
-                    got[f"dbg{k}_backbone_{j}"] = feat
-        for key, value in got.items():
-            ref = arrays[key]
-            assert value.shape == ref.shape, key
-            diff = float(np.abs(value.numpy() - ref).max())
-            tol = tolerance(meta, key) if key.startswith("out") else 1e-4 * max(1.0, float(np.abs(ref).max()))
-            assert diff <= tol, f"{name} {key}: max|diff| {diff:.3g} > {tol:.3g}"
-
-
 def test_real_v1_pdparams_through_convert_checkpoint_and_load_pretrained(tmp_path: Path) -> None:
-    path = PARITY_DIR / "pp_humanseg_lite_v1.pdparams"
-    if not path.is_file():
-        pytest.skip(f"{path} not present")
+    path = fixture_file("pp_humanseg_lite_v1.pdparams")
     meta, arrays = load_fixture("pp_humanseg_lite_v1")
     report = convert_checkpoint(path, source="paddle", model="pp_humanseg_lite_v1", out=tmp_path / "v1.pt")
     assert report.num_classes == 2 and report.num_classes_from == "depthwise_separable2.piontwise_conv._conv.weight"

@@ -1,5 +1,7 @@
-"""PP-LiteSeg: parameter counts, STDC backbone, SPPM pooling, Paddle key layout, parity with the
-reference, the `_scale` converter default, output contract and ONNX export at dynamic sizes."""
+"""PP-LiteSeg: parameter counts, STDC backbone, SPPM pooling, parity controls, the `_scale`
+converter default, output contract and ONNX export at dynamic sizes.
+
+The Paddle key layout and parity with the reference fixtures are in ``test_parity.py``."""
 
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import ppseg
+from helpers.onnx import assert_onnx_matches_torch
+from helpers.parity import load_fixture, load_reference, max_diff, paddle_state, tolerance
+from helpers.weights import randomize as _randomize
 from ppseg.cli import main
 from ppseg.convert import convert_checkpoint, load_pretrained, paddle_to_torch_state
 from ppseg.convert.pdparams import BOOKKEEPING_KEY
@@ -28,20 +33,9 @@ from ppseg.models.pp_liteseg import (
     pp_liteseg_t,
 )
 from ppseg.models.stdcnet import CatBottleneck, stdc1, stdc2
-from onnx_check import assert_onnx_matches_torch
-
-from weights import randomize as _randomize
-from parity import assert_paddle_layout, load_fixture, paddle_state, tolerance
 
 FACTORIES = {"t": pp_liteseg_t, "b": pp_liteseg_b}
-FIXTURES = ["pp_liteseg_t", "pp_liteseg_b"]
 SCALE_KEYS = [f"ppseg_head.arm_list.{i}._scale" for i in range(3)]
-
-
-def _model_for_fixture(meta: dict) -> PPLiteSeg:
-    """The port configured like a fixture's ``constructor`` (backbone STDC1 -> T, STDC2 -> B)."""
-    variant = {"STDC1": "t", "STDC2": "b"}[meta["constructor"]["backbone"]["type"]]
-    return FACTORIES[variant](meta["constructor"]["num_classes"])
 
 
 def _paddle_layout(model: nn.Module) -> dict[str, np.ndarray]:
@@ -61,11 +55,6 @@ def _write_pdparams(path: Path, arrays: dict[str, np.ndarray]) -> Path:
     obj[BOOKKEEPING_KEY] = {k: f"param_{i}.w_0" for i, k in enumerate(arrays)}
     path.write_bytes(pickle.dumps(obj, protocol=4))
     return path
-
-
-def _max_diff(got: torch.Tensor, ref: np.ndarray) -> float:
-    assert tuple(got.shape) == ref.shape
-    return float(np.abs(got.detach().numpy() - ref).max())
 
 
 # ---------------------------------------------------------------------------------------
@@ -195,54 +184,29 @@ def test_registry_builds_both_variants_with_typed_kwargs() -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# Paddle layout and parity (fixtures in ../shared/spec/parity; skipped without them)
+# Parity controls (fixtures in ../shared/spec/parity; skipped without them). The Paddle
+# layout and parity tests of both fixtures are the table in test_parity.py.
 # ---------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", FIXTURES)
-def test_state_dict_matches_paddle_layout(name: str) -> None:
-    meta, _ = load_fixture(name)
-    model = _model_for_fixture(meta)
-    assert_paddle_layout(model, meta)
-    assert sum(t.numel() for k, t in model.state_dict().items() if not k.endswith("num_batches_tracked")) == \
-        meta["numel_all"]
-
-
-@pytest.mark.parametrize("name", FIXTURES)
-def test_parity_with_paddle(name: str) -> None:
-    meta, arrays = load_fixture(name)
-    model = _model_for_fixture(meta)
-    model.load_state_dict(paddle_to_torch_state(paddle_state(meta), model).state_dict, strict=True)
-    model.eval()
-    for inp in meta["inputs"]:
-        k = inp["index"]
-        x = torch.from_numpy(arrays[f"in{k}_x"])
-        with torch.no_grad():
-            got = {f"dbg{k}_backbone_{j}": f for j, f in enumerate(model.backbone(x))}
-            got[f"out{k}_logits"] = model(x)
-        for key, value in got.items():
-            diff = _max_diff(value, arrays[key])
-            assert diff <= tolerance(meta, key), f"{name} {key}: max|diff| {diff:.3g}"
 
 
 def test_parity_notices_padding_counted_in_the_skip_pool_and_a_wrong_scale() -> None:
     """Controls: the parity check is sensitive to the two fixed details it is meant to guard."""
     meta, arrays = load_fixture("pp_liteseg_t")
-    model = _model_for_fixture(meta)
-    model.load_state_dict(paddle_to_torch_state(paddle_state(meta), model).state_dict)
+    model = pp_liteseg_t(meta["constructor"]["num_classes"])
+    load_reference(model, meta)
     model.eval()
     x = torch.from_numpy(arrays["in1_x"])  # odd size: the pool's padded border matters
     for m in model.modules():
         if isinstance(m, CatBottleneck) and m.stride == 2:
             m.skip.count_include_pad = True
     with torch.no_grad():
-        assert _max_diff(model.backbone(x)[2], arrays["dbg1_backbone_2"]) > 100 * tolerance(meta, "dbg1_backbone_2")
+        assert max_diff(model.backbone(x)[2], arrays["dbg1_backbone_2"]) > 100 * tolerance(meta, "dbg1_backbone_2")
     for m in model.modules():
         if isinstance(m, CatBottleneck) and m.stride == 2:
             m.skip.count_include_pad = False
     with torch.no_grad():
         model.get_parameter(SCALE_KEYS[0]).fill_(0.5)
-        assert _max_diff(model(x), arrays["out1_logits"]) > 100 * tolerance(meta, "out1_logits")
+        assert max_diff(model(x), arrays["out1_logits"]) > 100 * tolerance(meta, "out1_logits")
 
 
 # ---------------------------------------------------------------------------------------
@@ -302,7 +266,7 @@ def test_fixture_weights_through_convert_and_load_pretrained(tmp_path: Path, wit
             k = inp["index"]
             with torch.no_grad():
                 got = model(torch.from_numpy(arrays[f"in{k}_x"]))
-            assert _max_diff(got, arrays[f"out{k}_logits"]) <= tolerance(meta, f"out{k}_logits")
+            assert max_diff(got, arrays[f"out{k}_logits"]) <= tolerance(meta, f"out{k}_logits")
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
-"""PP-MobileSeg: parameter counts, Paddle key layout, parity with the reference, contract, ONNX."""
+"""PP-MobileSeg: parameter counts, architecture, contract, a parity control, ONNX.
+
+The Paddle key layout and parity with the reference fixtures are in ``test_parity.py``.
+"""
 
 from __future__ import annotations
-
 
 import numpy as np
 import pytest
@@ -9,23 +11,14 @@ import torch
 from torch import nn
 
 import ppseg
-from ppseg.convert import paddle_to_torch_state
+from helpers.onnx import assert_onnx_matches_torch
+from helpers.parity import load_fixture, load_reference, tolerance
+from helpers.weights import randomize as _randomize
 from ppseg.errors import ConfigError
 from ppseg.models.pp_mobileseg import PPMobileSeg, pp_mobileseg_base, pp_mobileseg_tiny
 from ppseg.models.strideformer import AAM, AAMStride8, DropPath, StrideFormer
-from onnx_check import assert_onnx_matches_torch
-
-from parity import assert_paddle_layout, load_fixture, paddle_state, tolerance
-from weights import randomize as _randomize
 
 FACTORIES = {"base": pp_mobileseg_base, "tiny": pp_mobileseg_tiny}
-FIXTURES = [f"pp_mobileseg_{v}_{g}" for v in ("tiny", "base") for g in ("sigmoid", "relu6")]
-
-
-def _model_for_fixture(meta: dict) -> PPMobileSeg:
-    """The port configured like a fixture's ``constructor`` (variant, classes, AAM gate)."""
-    variant = "base" if meta["constructor"]["backbone"]["type"] == "MobileSeg_Base" else "tiny"
-    return FACTORIES[variant](meta["constructor"]["num_classes"], aam_gate_act=meta["aam_gate_activation"])
 
 
 # ---------------------------------------------------------------------------------------
@@ -113,44 +106,16 @@ def test_registry_builds_both_variants_with_typed_kwargs() -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# Paddle layout and parity (fixtures in ../shared/spec/parity; skipped without them)
+# Parity control (fixtures in ../shared/spec/parity; skipped without them). The Paddle
+# layout and parity tests of all four fixtures are the table in test_parity.py.
 # ---------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", FIXTURES)
-def test_state_dict_matches_paddle_layout(name: str) -> None:
-    meta, _ = load_fixture(name)
-    model = _model_for_fixture(meta)
-    assert_paddle_layout(model, meta)
-
-
-@pytest.mark.parametrize("name", FIXTURES)
-def test_parity_with_paddle(name: str) -> None:
-    meta, arrays = load_fixture(name)
-    model = _model_for_fixture(meta)
-    model.load_state_dict(paddle_to_torch_state(paddle_state(meta), model).state_dict, strict=True)
-    model.eval()
-    for inp in meta["inputs"]:
-        k = inp["index"]
-        x = torch.from_numpy(arrays[f"in{k}_x"])
-        with torch.no_grad():
-            got = {
-                f"dbg{k}_backbone": model.backbone(x)[0],
-                f"dbg{k}_head_logits": model.forward_lowres(x),
-                f"out{k}_logits": model(x),
-            }
-        for key, value in got.items():
-            ref = arrays[key]
-            assert value.shape == ref.shape, key
-            diff = float(np.abs(value.numpy() - ref).max())
-            assert diff <= tolerance(meta, key), f"{name} {key}: max|diff| {diff:.3g}"
 
 
 def test_gate_activation_is_observable() -> None:
     """Loading sigmoid-gate reference weights into a ReLU6-gate model must not pass parity."""
     meta, arrays = load_fixture("pp_mobileseg_tiny_sigmoid")
     model = pp_mobileseg_tiny(meta["constructor"]["num_classes"], aam_gate_act="relu6")
-    model.load_state_dict(paddle_to_torch_state(paddle_state(meta), model).state_dict)
+    load_reference(model, meta)
     with torch.no_grad():
         got = model.eval()(torch.from_numpy(arrays["in0_x"])).numpy()
     assert np.abs(got - arrays["out0_logits"]).max() > 100 * tolerance(meta, "out0_logits")

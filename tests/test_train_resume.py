@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ppseg_cmd, tiny_config, write_config
+from helpers.data import ppseg_cmd, tiny_config, write_config
 
 pytestmark = pytest.mark.slow
 
