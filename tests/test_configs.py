@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from ppseg.config import load_config
+from ppseg.data.transforms import build_transforms
 from ppseg.engine import build
 
 CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[1] / "configs").rglob("*.yml") if "_base_" not in p.parts)
@@ -23,7 +24,7 @@ def test_config_validates(path):
     for key in ("train_dataset", "val_dataset"):
         if cfg.get(key):
             meta = build.dataset_meta(cfg, key)
-            build.build_transforms(cfg, cfg[key].get("transforms"), f"{key}.transforms")
+            build_transforms(cfg[key].get("transforms"), cfg, f"{key}.transforms")
     name, kwargs = build.model_spec(cfg, meta.num_classes)
     assert kwargs["num_classes"] == meta.num_classes
     assert "batch_size" in cfg and "iters" in cfg

@@ -24,7 +24,6 @@ from ppseg.data import (
     Resize,
     ResizeStepScaling,
     colorize,
-    collate,
     default_palette,
     overlay,
     read_image,
@@ -34,6 +33,15 @@ from ppseg.data import (
 from ppseg.errors import ConfigError, DataError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+from ppseg.data.sample import Resize as ResizeOp
+from ppseg.semantic.task import collate
+
+
+def label_of(sample):
+    """The label a dataset gives: transformed with the image (train) or at the original size (val)."""
+    if "label" in sample.targets:
+        return sample.get("label")
+    return sample.original["label"].data if "label" in sample.original else None
 
 
 def write_pair(root: Path, stem: str, h: int = 24, w: int = 32, max_label: int = 3, seed: int = 0):
@@ -120,12 +128,12 @@ def test_file_list_dataset_train_sample(tmp_path):
     ds = FileListDataset(dataset_root=str(tmp_path), file_list="train.txt", num_classes=4)
     assert len(ds) == 3 and ds.class_names[0] == "class_0" and ds.palette.shape == (4, 3)
     s = ds[0]
-    assert s["img"].shape == (3, 24, 32) and s["img"].dtype == np.float32 and s["img"].flags.c_contiguous
-    assert s["label"].dtype == np.int64 and s["label"].shape == (24, 32)
+    assert s.image.shape == (3, 24, 32) and s.image.dtype == np.float32 and s.image.flags.c_contiguous
+    assert label_of(s).dtype == np.int64 and label_of(s).shape == (24, 32)
     img, lab = write_pair(tmp_path / "ref", "r", seed=0)
-    assert np.array_equal(s["img"], img.transpose(2, 0, 1).astype(np.float32))
-    assert np.array_equal(s["label"], lab)
-    assert s["index"] == 0 and s["img_path"].endswith("s0.png") and s["trans_info"] == []
+    assert np.array_equal(s.image, img.transpose(2, 0, 1).astype(np.float32))
+    assert np.array_equal(label_of(s), lab)
+    assert s.meta["index"] == 0 and s.meta["img_path"].endswith("s0.png") and s.ops == []
 
 
 def test_seeded_items_are_reproducible(tmp_path):
@@ -134,9 +142,9 @@ def test_seeded_items_are_reproducible(tmp_path):
           RandomHorizontalFlip()]  # fmt: skip
     ds = FileListDataset(dataset_root=str(tmp_path), file_list="train.txt", num_classes=4, transforms=tr)
     a, b = ds[(1, 42)], ds[(1, 42)]
-    assert np.array_equal(a["img"], b["img"]) and np.array_equal(a["label"], b["label"])
-    assert np.array_equal(ds[1]["img"], ds[(1, 1)]["img"])  # bare index -> seed = index
-    outs = [ds[(1, s)]["img"] for s in range(6)]
+    assert np.array_equal(a.image, b.image) and np.array_equal(label_of(a), label_of(b))
+    assert np.array_equal(ds[1].image, ds[(1, 1)].image)  # bare index -> seed = index
+    outs = [ds[(1, s)].image for s in range(6)]
     assert any(not np.array_equal(outs[0], o) for o in outs[1:])
     batch = collate([ds[(0, 1)], ds[(2, 5)]])
     assert batch["img"].shape == (2, 3, 16, 16) and batch["img"].dtype == torch.float32
@@ -148,7 +156,7 @@ def test_ignore_index_is_remapped_to_255(tmp_path):
     make_list_dataset(tmp_path, max_label=11)
     ds = FileListDataset(dataset_root=str(tmp_path), file_list="train.txt", num_classes=11, ignore_index=11)
     raw = read_label(tmp_path / "labels" / "s0.png")
-    lab = ds[0]["label"]
+    lab = label_of(ds[0])
     assert (raw == 11).any()
     assert np.array_equal(lab == 255, raw == 11) and np.array_equal(lab[raw != 11], raw[raw != 11])
 
@@ -165,10 +173,10 @@ def test_val_mode_keeps_original_label(tmp_path):
     ds = FileListDataset(dataset_root=str(tmp_path), file_list="train.txt", num_classes=4, mode="val",
                          transforms=[Resize(target_size=(16, 8))])  # fmt: skip
     s = ds[0]
-    assert s["img"].shape == (3, 8, 16) and s["label"].shape == (24, 32)
-    assert s["trans_info"] == [("resize", (24, 32))]
+    assert s.image.shape == (3, 8, 16) and label_of(s).shape == (24, 32)
+    assert s.ops == [ResizeOp((24, 32), (8, 16))]
     batch = collate([s])
-    assert batch["label"].shape == (1, 24, 32) and batch["trans_info"] == [[("resize", (24, 32))]]
+    assert batch["label"].shape == (1, 24, 32) and batch["ops"] == [[ResizeOp((24, 32), (8, 16))]]
 
 
 def test_missing_file_in_list_names_list_line_and_path(tmp_path):
@@ -183,7 +191,7 @@ def test_image_only_lines(tmp_path):
     make_list_dataset(tmp_path)
     (tmp_path / "test.txt").write_text("images/s0.png\nimages/s1.png\n")
     ds = FileListDataset(dataset_root=str(tmp_path), file_list="test.txt", num_classes=4, mode="val")
-    assert ds[0]["label"] is None and collate([ds[0]])["label"] == [None]
+    assert label_of(ds[0]) is None and collate([ds[0]])["label"] == [None]
     with pytest.raises(DataError, match="no label"):
         FileListDataset(dataset_root=str(tmp_path), file_list="test.txt", num_classes=4, mode="train")
 
@@ -201,7 +209,7 @@ def test_folder_dataset(tmp_path):
     for i in range(2):
         write_pair(tmp_path, f"f{i}", seed=i)
     ds = FolderDataset(img_dir=str(tmp_path / "images"), label_dir=str(tmp_path / "labels"), num_classes=4)
-    assert len(ds) == 2 and ds[1]["label"].shape == (24, 32)
+    assert len(ds) == 2 and label_of(ds[1]).shape == (24, 32)
     (tmp_path / "labels" / "f1.png").unlink()
     with pytest.raises(DataError, match="stem 'f1'"):
         FolderDataset(img_dir=str(tmp_path / "images"), label_dir=str(tmp_path / "labels"), num_classes=4)
@@ -226,7 +234,7 @@ def test_cityscapes_and_ade20k_layouts(tmp_path):
     Image.fromarray(np.full((8, 8), 255, np.uint8)).save(cs / "gtFine/val/aachen/a_000001_gtFine_labelTrainIds.png")
     ds = CityscapesDataset(dataset_root=str(cs), mode="val")
     assert len(ds) == 1 and ds.num_classes == 19 and ds.class_names[0] == "road"
-    assert (ds[0]["label"] == 255).all()
+    assert (label_of(ds[0]) == 255).all()
 
     ade = tmp_path / "ADEChallengeData2016"
     (ade / "images" / "training").mkdir(parents=True)
@@ -235,7 +243,7 @@ def test_cityscapes_and_ade20k_layouts(tmp_path):
     Image.fromarray(np.array([[0, 1, 150, 2]] * 4, np.uint8)).save(ade / "annotations/training/ADE_1.png")
     ds = ADE20KDataset(dataset_root=str(tmp_path))
     assert ds.num_classes == 150
-    assert ds[0]["label"][0].tolist() == [255, 0, 149, 1]
+    assert label_of(ds[0])[0].tolist() == [255, 0, 149, 1]
 
 
 def test_bad_constructor_arguments(tmp_path):
@@ -262,8 +270,8 @@ def test_real_camvid_file_list():
     )  # fmt: skip
     assert len(ds) == 367
     s = ds[(0, 123)]
-    assert s["img"].shape == (3, 360, 480) and s["label"].shape == (360, 480)
-    vals = set(np.unique(s["label"]).tolist())
+    assert s.image.shape == (3, 360, 480) and label_of(s).shape == (360, 480)
+    vals = set(np.unique(label_of(s)).tolist())
     assert vals <= set(range(11)) | {255}
     val = FileListDataset(dataset_root=str(root), file_list="val.txt", num_classes=11, ignore_index=11, mode="val")
-    assert len(val) == 101 and val[0]["label"].shape == (360, 480)
+    assert len(val) == 101 and label_of(val[0]).shape == (360, 480)

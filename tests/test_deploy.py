@@ -19,9 +19,9 @@ pytest.importorskip("onnxruntime")
 import ppseg  # noqa: E402
 from ppseg.cli import main  # noqa: E402
 from ppseg.deploy import Predictor  # noqa: E402
-from ppseg.engine.checkpoint import atomic_save, weights_file  # noqa: E402
+from ppseg.weights import atomic_save, weights_file  # noqa: E402
 from ppseg.errors import ConfigError, DataError, PPSegError  # noqa: E402
-from weights import randomize  # noqa: E402
+from helpers.weights import randomize  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = REPO / "examples" / "camvid_mini"  # real CamVid images, committed (downscaled 240 x 180)
@@ -141,6 +141,26 @@ def test_bad_input_is_one_clear_error(trained, tmp_path: Path) -> None:
         Predictor(path)
     (path.parent / "model.json").unlink()
     with pytest.raises(PPSegError, match="sidecar not found"):
+        Predictor(path)
+
+
+def test_sidecars_written_before_the_transforms_version_still_load(trained, tmp_path: Path) -> None:
+    """A model.json from before ``transforms_version`` existed reads as version 1 and predicts the same;
+    one from a newer ppseg is refused by name."""
+    cfg, weights = trained
+    path = _export(cfg, weights, tmp_path / "v")
+    car = json.loads(path.with_suffix(".json").read_text())
+    assert car["transforms_version"] == 1 and car["resize"]
+    new = Predictor(path)
+    del car["transforms_version"]
+    path.with_suffix(".json").write_text(json.dumps(car))
+    old = Predictor(path)
+    assert old.sidecar.resize == new.sidecar.resize
+    img = np.random.default_rng(0).integers(0, 255, (37, 51, 3), dtype=np.uint8)
+    assert np.array_equal(old.predict(img), new.predict(img))
+    car["transforms_version"] = 2
+    path.with_suffix(".json").write_text(json.dumps(car))
+    with pytest.raises(PPSegError, match="transforms version 2 was written by a newer ppseg"):
         Predictor(path)
 
 

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ppseg.errors import ConfigError
-from ppseg.segmentor import Segmentor, reverse_transform
+from ppseg.data.sample import Pad, Resize, invert_tensor
+from ppseg.semantic.segmentor import Segmentor
 
 
 class ConvNet(nn.Module):
@@ -252,30 +253,35 @@ def test_slide_runs_on_each_scaled_image():
     assert [(c[2], c[3]) for c in model.calls] == [(4, 4)] * 4  # the 8x8 image: 2x2 windows
 
 
-# ----------------------------------------------------------------------------- reverse transforms
+# ----------------------------------------------------------------------------- mapping back to the original image
 
 
-def test_reverse_transform_undoes_in_reverse_order():
+def test_predict_original_undoes_the_ops_in_reverse_order():
     torch.manual_seed(1)
     logits = torch.randn(1, 3, 12, 16)
     # original 20x30 -> resized to 8x10 -> padded to 12x16
-    info = [("resize", (20, 30)), ("padding", (8, 10))]
-    got = reverse_transform(logits, info)
+    ops = [Resize((20, 30), (8, 10)), Pad((8, 10), 0, 4, 0, 6)]
+    got = invert_tensor(ops, logits)
     expected = resize(logits[..., :8, :10], (20, 30))
     assert got.shape == (1, 3, 20, 30)
     torch.testing.assert_close(got, expected)
     wrong_order = resize(logits, (20, 30))[..., :8, :10]
     assert wrong_order.shape != got.shape
     # padded first, resized afterwards: the resize is undone first
-    info2 = [("padding", (5, 7)), ("resize", (10, 10))]
-    got2 = reverse_transform(torch.randn(1, 2, 4, 4), info2)
+    ops2 = [Pad((5, 7), 0, 5, 0, 3), Resize((10, 10), (4, 4))]
+    got2 = invert_tensor(ops2, torch.randn(1, 2, 4, 4))
     assert got2.shape == (1, 2, 5, 7)
-    assert reverse_transform(logits, []) is logits
+    assert invert_tensor([], logits) is logits
 
+    class Identity(torch.nn.Module):
+        num_classes = 3
 
-def test_reverse_transform_unknown_op():
-    with pytest.raises(ValueError, match="rotate"):
-        reverse_transform(torch.zeros(1, 1, 2, 2), [("rotate", (2, 2))])
+        def forward(self, x):
+            return logits
+
+    seg = Segmentor(Identity()).eval()
+    labels = seg.predict_original(torch.zeros(1, 3, 12, 16), ops, (20, 30))
+    assert torch.equal(labels, expected.argmax(1))
 
 
 # ----------------------------------------------------------------------------- constructor errors
@@ -326,7 +332,7 @@ class LowResNet(nn.Module):
 
 @pytest.mark.parametrize("size", [(64, 96), (20, 28)])  # H + W > 128 runs vim_exact's pruning path
 def test_postprocess_vim_exact_equals_argmax(size):
-    from ppseg.vim import vim
+    from ppseg.semantic.vim import vim
 
     model = LowResNet().eval()
     img = torch.rand(2, 3, *size) * 255
@@ -398,9 +404,9 @@ class _LowResStub(nn.Module):
 
 def test_predict_original_vim_exact_equals_argmax_through_resizes():
     images = torch.rand(1, 3, 40, 56) * 255
-    trans_info = [("resize", (61, 83))]  # the image was 61x83 before a val Resize to 40x56
-    argmax = Segmentor(_LowResStub()).eval().predict_original(images, trans_info, (61, 83))
-    exact = Segmentor(_LowResStub(), postprocess="vim_exact").eval().predict_original(images, trans_info, (61, 83))
+    ops = [Resize((61, 83), (40, 56))]  # the image was 61x83 before a val Resize to 40x56
+    argmax = Segmentor(_LowResStub()).eval().predict_original(images, ops, (61, 83))
+    exact = Segmentor(_LowResStub(), postprocess="vim_exact").eval().predict_original(images, ops, (61, 83))
     direct = F.interpolate(_LowResStub().forward_lowres((images / 255 - 0.5) / 0.5), size=(61, 83),
                            mode="bilinear", align_corners=False).argmax(1)
     assert exact.shape == (1, 61, 83)
@@ -410,5 +416,5 @@ def test_predict_original_vim_exact_equals_argmax_through_resizes():
 
 def test_predict_original_vim_refuses_padding():
     seg = Segmentor(_LowResStub(), postprocess="vim").eval()
-    with pytest.raises(ConfigError, match="cannot undo padding"):
-        seg.predict_original(torch.rand(1, 3, 32, 32) * 255, [("padding", (30, 30))], (30, 30))
+    with pytest.raises(ConfigError, match="can only undo resizes, not Pad"):
+        seg.predict_original(torch.rand(1, 3, 32, 32) * 255, [Pad((30, 30), 0, 2, 0, 2)], (30, 30))

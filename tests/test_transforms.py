@@ -6,14 +6,17 @@ import numpy as np
 import pytest
 
 from ppseg.data import transforms as T
+from ppseg.data.sample import Crop, Flip, Kind, Pad, Resize, Sample
 from ppseg.errors import ConfigError
 
 
-def make_sample(h: int = 40, w: int = 60, with_label: bool = True, seed: int = 0) -> dict:
+def make_sample(h: int = 40, w: int = 60, with_label: bool = True, seed: int = 0) -> Sample:
     g = np.random.default_rng(seed)
     img = g.uniform(0, 255, size=(h, w, 3)).astype(np.float32)
-    label = g.integers(0, 5, size=(h, w)).astype(np.int64) if with_label else None
-    return {"img": img, "label": label, "trans_info": []}
+    sample = Sample(img)
+    if with_label:
+        sample.set("label", Kind.MASK, g.integers(0, 5, size=(h, w)).astype(np.int64))
+    return sample
 
 
 def rng(seed: int = 0) -> np.random.Generator:
@@ -21,12 +24,12 @@ def rng(seed: int = 0) -> np.random.Generator:
 
 
 # ----------------------------------------------------------------------------- resize
-def test_resize_plain_records_trans_info_and_label_nearest():
+def test_resize_plain_records_the_op_and_label_nearest():
     s = T.Resize(target_size=(30, 20))(make_sample(), rng())
-    assert s["img"].shape == (20, 30, 3) and s["img"].dtype == np.float32
-    assert s["label"].shape == (20, 30) and s["label"].dtype == np.int64
-    assert set(np.unique(s["label"])) <= set(range(5))  # nearest: no new values
-    assert s["trans_info"] == [("resize", (40, 60))]
+    assert s.image.shape == (20, 30, 3) and s.image.dtype == np.float32
+    assert s.get("label").shape == (20, 30) and s.get("label").dtype == np.int64
+    assert set(np.unique(s.get("label"))) <= set(range(5))  # nearest: no new values
+    assert s.ops == [Resize((40, 60), (20, 30))]
 
 
 @pytest.mark.parametrize(
@@ -42,8 +45,8 @@ def test_resize_keep_ratio_and_size_divisor(hw, target, divisor, expected_wh):
     t = T.Resize(target_size=target, keep_ratio=True, size_divisor=divisor)
     assert t.output_size(*hw) == expected_wh
     s = t(make_sample(*hw, with_label=False), rng())
-    assert s["img"].shape[:2] == (expected_wh[1], expected_wh[0])
-    assert s["label"] is None
+    assert s.image.shape[:2] == (expected_wh[1], expected_wh[0])
+    assert s.get("label") is None
 
 
 def test_resize_size_divisor_without_keep_ratio():
@@ -52,11 +55,11 @@ def test_resize_size_divisor_without_keep_ratio():
 
 def test_resize_by_short_and_long():
     s = T.ResizeByShort(short_size=20)(make_sample(40, 60), rng())
-    assert s["img"].shape[:2] == (20, 30) and s["trans_info"] == [("resize", (40, 60))]
+    assert s.image.shape[:2] == (20, 30) and s.ops == [Resize((40, 60), (20, 30))]
     s = T.ResizeByShort(short_size=20, max_size=24)(make_sample(40, 60), rng())
-    assert s["img"].shape[:2] == (16, 24)
+    assert s.image.shape[:2] == (16, 24)
     s = T.ResizeByLong(long_size=30)(make_sample(40, 60), rng())
-    assert s["img"].shape[:2] == (20, 30) and s["label"].shape == (20, 30)
+    assert s.image.shape[:2] == (20, 30) and s.get("label").shape == (20, 30)
 
 
 def test_resize_step_scaling_uses_linspace_set():
@@ -67,49 +70,49 @@ def test_resize_step_scaling_uses_linspace_set():
     seen = set()
     for seed in range(60):
         s = t(make_sample(), rng(seed))
-        hw = s["img"].shape[:2]
-        assert hw in allowed and s["label"].shape == hw
+        hw = s.image.shape[:2]
+        assert hw in allowed and s.get("label").shape == hw
         seen.add(hw)
     assert len(seen) >= 5  # factors drawn from the whole set
-    assert make_sample()["trans_info"] == []
+    assert make_sample().ops == []
 
 
 def test_resize_step_scaling_continuous_and_fixed():
     t = T.ResizeStepScaling(min_scale_factor=0.75, max_scale_factor=1.25, scale_step_size=0)
-    sizes = {t(make_sample(), rng(s))["img"].shape[0] for s in range(20)}
+    sizes = {t(make_sample(), rng(s)).image.shape[0] for s in range(20)}
     assert len(sizes) > 5 and all(30 <= h <= 50 for h in sizes)
     fixed = T.ResizeStepScaling(min_scale_factor=0.5, max_scale_factor=0.5)
-    assert fixed(make_sample(), rng())["img"].shape[:2] == (20, 30)
+    assert fixed(make_sample(), rng()).image.shape[:2] == (20, 30)
 
 
 # ----------------------------------------------------------------------------- crop / pad
 def test_random_padding_crop_pads_with_reference_values():
     s = make_sample(10, 12)
     out = T.RandomPaddingCrop(crop_size=(20, 16))(s, rng())
-    assert out["img"].shape == (16, 20, 3) and out["label"].shape == (16, 20)
-    assert np.all(out["img"][10:] == 127.5) and np.all(out["img"][:, 12:] == 127.5)
-    assert np.all(out["label"][10:] == 255) and np.all(out["label"][:, 12:] == 255)
-    assert np.all(out["label"][:10, :12] < 5)  # original content stays top-left
+    assert out.image.shape == (16, 20, 3) and out.get("label").shape == (16, 20)
+    assert np.all(out.image[10:] == 127.5) and np.all(out.image[:, 12:] == 127.5)
+    assert np.all(out.get("label")[10:] == 255) and np.all(out.get("label")[:, 12:] == 255)
+    assert np.all(out.get("label")[:10, :12] < 5)  # original content stays top-left
 
 
 def test_random_padding_crop_crops_consistently():
     s = make_sample(40, 60)
-    img0, lab0 = s["img"].copy(), s["label"].copy()
+    img0, lab0 = s.image.copy(), s.get("label").copy()
     out = T.RandomPaddingCrop(crop_size=(25, 15))(s, rng(3))
-    assert out["img"].shape == (15, 25, 3)
+    assert out.image.shape == (15, 25, 3)
     # find the offset from the image and check the label was cut at the same place
     for y in range(40 - 15 + 1):
         for x in range(60 - 25 + 1):
-            if np.array_equal(img0[y : y + 15, x : x + 25], out["img"]):
-                assert np.array_equal(lab0[y : y + 15, x : x + 25], out["label"])
+            if np.array_equal(img0[y : y + 15, x : x + 25], out.image):
+                assert np.array_equal(lab0[y : y + 15, x : x + 25], out.get("label"))
                 return
     pytest.fail("crop is not a window of the input")
 
 
 def test_padding_val_records_and_rejects_large_images():
     s = T.Padding(target_size=(64, 48))(make_sample(40, 60, with_label=False), rng())
-    assert s["img"].shape == (48, 64, 3) and s["trans_info"] == [("padding", (40, 60))]
-    assert np.all(s["img"][40:] == 127.5)
+    assert s.image.shape == (48, 64, 3) and s.ops == [Pad((40, 60), 0, 8, 0, 4)]
+    assert np.all(s.image[40:] == 127.5)
     with pytest.raises(ConfigError, match="target_size"):
         T.Padding(target_size=(32, 32))(make_sample(40, 60), rng())
 
@@ -117,44 +120,44 @@ def test_padding_val_records_and_rejects_large_images():
 # ----------------------------------------------------------------------------- flips
 def test_horizontal_and_vertical_flip_move_image_and_label_together():
     s = make_sample()
-    img0, lab0 = s["img"].copy(), s["label"].copy()
+    img0, lab0 = s.image.copy(), s.get("label").copy()
     out = T.RandomHorizontalFlip(prob=1.0)(s, rng())
-    assert np.array_equal(out["img"], img0[:, ::-1]) and np.array_equal(out["label"], lab0[:, ::-1])
+    assert np.array_equal(out.image, img0[:, ::-1]) and np.array_equal(out.get("label"), lab0[:, ::-1])
     out = T.RandomVerticalFlip(prob=1.0)(make_sample(), rng())
-    assert np.array_equal(out["img"], img0[::-1]) and np.array_equal(out["label"], lab0[::-1])
+    assert np.array_equal(out.image, img0[::-1]) and np.array_equal(out.get("label"), lab0[::-1])
     out = T.RandomHorizontalFlip(prob=0.0)(make_sample(), rng())
-    assert np.array_equal(out["img"], img0)
+    assert np.array_equal(out.image, img0)
 
 
 # ----------------------------------------------------------------------------- photometric
 def test_random_distort_changes_colours_only():
     t = T.RandomDistort(brightness_prob=1, contrast_prob=1, saturation_prob=1, hue_prob=1, sharpness_prob=1)
     s = make_sample()
-    lab0 = s["label"].copy()
+    lab0 = s.get("label").copy()
     out = t(s, rng(1))
-    assert out["img"].shape == (40, 60, 3) and out["img"].dtype == np.float32
-    assert out["img"].min() >= 0 and out["img"].max() <= 255
-    assert np.array_equal(out["label"], lab0)
-    assert not np.array_equal(out["img"], make_sample()["img"].astype(np.uint8).astype(np.float32))
+    assert out.image.shape == (40, 60, 3) and out.image.dtype == np.float32
+    assert out.image.min() >= 0 and out.image.max() <= 255
+    assert np.array_equal(out.get("label"), lab0)
+    assert not np.array_equal(out.image, make_sample().image.astype(np.uint8).astype(np.float32))
 
 
 def test_random_distort_probability_zero_only_truncates():
     t = T.RandomDistort(brightness_prob=0, contrast_prob=0, saturation_prob=0, hue_prob=0)
     s = make_sample()
-    expect = s["img"].astype(np.uint8).astype(np.float32)
-    assert np.array_equal(t(s, rng())["img"], expect)
+    expect = s.image.astype(np.uint8).astype(np.float32)
+    assert np.array_equal(t(s, rng()).image, expect)
 
 
 def test_random_blur_rule_and_kernel():
     always = T.RandomBlur(prob=1.0)
     s = make_sample()
-    before = s["img"].copy()
-    assert not np.array_equal(always(s, rng())["img"], before)
+    before = s.image.copy()
+    assert not np.array_equal(always(s, rng()).image, before)
     never = T.RandomBlur(prob=0.0)
-    assert np.array_equal(never(make_sample(), rng())["img"], before)
+    assert np.array_equal(never(make_sample(), rng()).image, before)
     # prob 0.3 -> blurred when integers(0, 3) == 0, i.e. about a third of the seeds
     t = T.RandomBlur(prob=0.3, blur_type="random")
-    hits = sum(not np.array_equal(t(make_sample(), rng(i))["img"], before) for i in range(90))
+    hits = sum(not np.array_equal(t(make_sample(), rng(i)).image, before) for i in range(90))
     assert 15 <= hits <= 45
 
 
@@ -162,16 +165,16 @@ def test_random_blur_rule_and_kernel():
 def test_random_rotation_enlarges_canvas_and_pads():
     s = make_sample(40, 60)
     out = T.RandomRotation(max_rotation=30)(s, rng(5))
-    h, w = out["img"].shape[:2]
-    assert out["label"].shape == (h, w)
+    h, w = out.image.shape[:2]
+    assert out.get("label").shape == (h, w)
     assert h >= 40 and w >= 40 and (h > 40 or w > 60)
-    assert out["label"][0, 0] == 255 and np.allclose(out["img"][0, 0], 127.5)
-    assert set(np.unique(out["label"])) <= set(range(5)) | {255}
+    assert out.get("label")[0, 0] == 255 and np.allclose(out.image[0, 0], 127.5)
+    assert set(np.unique(out.get("label"))) <= set(range(5)) | {255}
 
 
 def test_random_scale_aspect_keeps_size():
     out = T.RandomScaleAspect(min_scale=0.5, aspect_ratio=0.5)(make_sample(), rng(2))
-    assert out["img"].shape == (40, 60, 3) and out["label"].shape == (40, 60)
+    assert out.image.shape == (40, 60, 3) and out.get("label").shape == (40, 60)
 
 
 # ----------------------------------------------------------------------------- determinism
@@ -193,9 +196,9 @@ def test_same_seed_same_output_different_seed_different():
     a = p(make_sample(), rng(7))
     b = p(make_sample(), rng(7))
     c = p(make_sample(), rng(8))
-    assert np.array_equal(a["img"], b["img"]) and np.array_equal(a["label"], b["label"])
-    assert a["img"].shape == (24, 32, 3) and c["img"].shape == (24, 32, 3)
-    assert not np.array_equal(a["img"], c["img"])
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.get("label"), b.get("label"))
+    assert a.image.shape == (24, 32, 3) and c.image.shape == (24, 32, 3)
+    assert not np.array_equal(a.image, c.image)
 
 
 def test_global_numpy_state_is_not_used():
@@ -204,7 +207,7 @@ def test_global_numpy_state_is_not_used():
     a = p(make_sample(), rng(11))
     np.random.seed(123)
     b = p(make_sample(), rng(11))
-    assert np.array_equal(a["img"], b["img"])
+    assert np.array_equal(a.image, b.image)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -235,10 +238,12 @@ def test_keyword_only_and_registry():
     assert "Normalize" not in T.TRANSFORMS
     comp = T.build_transforms([{"type": "Resize", "target_size": [8, 6]}, {"type": "RandomHorizontalFlip"}])
     out = comp(make_sample(), rng())
-    assert out["img"].shape == (6, 8, 3)
-    with pytest.raises(ConfigError, match="unknown transform"):
+    assert out.image.shape == (6, 8, 3)
+    with pytest.raises(ConfigError, match="unknown type .Nope."):
         T.build_transforms([{"type": "Nope"}])
     with pytest.raises(ConfigError, match="Normalize"):
         T.build_transforms([{"type": "Normalize"}])
-    with pytest.raises(ConfigError, match="Resize"):
+    with pytest.raises(ConfigError, match=r"^transforms\[0\]\.bogus: unknown key"):
         T.build_transforms([{"type": "Resize", "bogus": 1}])
+    with pytest.raises(ConfigError, match=r"^model.json: resize\[0\]\.target_size: expected"):
+        T.build_transforms([{"type": "Resize", "target_size": "big"}], key="resize", source="model.json")

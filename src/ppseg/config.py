@@ -53,7 +53,8 @@ class Config(dict):
         return self.path
 
     def where(self, dotted: str) -> str:
-        return f"{self.source_of(dotted)}: {dotted}"
+        source = self.source_of(dotted)
+        return f"{source}: {dotted}" if source else dotted
 
 
 # ----------------------------------------------------------------------------- loading

@@ -14,8 +14,10 @@ from typing import Any
 _WHERE: dict[str, str] = {
     **dict.fromkeys(["CheckReport", "DatasetSpec", "Problem", "check_dataset", "discover"], "check"),
     **dict.fromkeys(["DATASETS", "IGNORE_INDEX", "ADE20KDataset", "CityscapesDataset", "FileListDataset",
-                     "FolderDataset", "PaddleDataset", "SegDataset", "collate"], "datasets"),
-    **dict.fromkeys(["read_image", "read_label", "read_label_raw", "write_png_atomic"], "io"),
+                     "FolderDataset", "PaddleDataset", "SegDataset"], "datasets"),
+    **dict.fromkeys(["Kind", "Sample", "Target"], "sample"),
+    **dict.fromkeys(["IMAGE_SUFFIXES", "collect_images", "list_images", "read_image", "read_label", "read_label_raw",
+                     "write_image", "write_png_atomic"], "io"),
     **dict.fromkeys(["CAMVID_CLASSES", "CAMVID_PALETTE", "CITYSCAPES_CLASSES", "CITYSCAPES_PALETTE", "colorize",
                      "default_palette", "overlay"], "palette"),
     **dict.fromkeys(["TRANSFORMS", "Compose", "Padding", "RandomBlur", "RandomDistort", "RandomHorizontalFlip",

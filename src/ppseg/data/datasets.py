@@ -1,6 +1,6 @@
 """Segmentation datasets (PaddleSeg layouts) returning numpy samples.
 
-A sample is requested with ``ds[i]`` or ``ds[(i, seed)]``; the augmentation rng
+A :class:`~ppseg.data.sample.Sample` is requested with ``ds[i]`` or ``ds[(i, seed)]``; the augmentation rng
 is ``np.random.default_rng(seed)`` (``seed = i`` for a bare index), so the
 result does not depend on the number of workers and can be replayed.
 
@@ -16,17 +16,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset as _TorchDataset
 
-from ppseg.data.io import read_image, read_label
+from ppseg.data.io import IMAGE_SUFFIXES, list_images, read_image, read_label
+from ppseg.data.sample import Kind, Sample
 from ppseg.data.palette import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, default_palette
 from ppseg.data.transforms import Compose, build_transforms
 from ppseg.errors import ConfigError, DataError
 
 __all__ = [
     "IGNORE_INDEX",
-    "IMG_SUFFIXES",
     "SegDataset",
     "FileListDataset",
     "PaddleDataset",
@@ -34,11 +33,9 @@ __all__ = [
     "CityscapesDataset",
     "ADE20KDataset",
     "DATASETS",
-    "collate",
 ]
 
 IGNORE_INDEX = 255
-IMG_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 Mode = Literal["train", "val"]
 
 
@@ -159,7 +156,10 @@ class SegDataset(_TorchDataset):
                 )
         return self.remap_label(raw)
 
-    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
+    def __getitem__(self, item: int | tuple[int, int]) -> Sample:
+        """One :class:`~ppseg.data.sample.Sample`: the transformed image (``C x H x W`` float32) and,
+        in train mode, the ``"label"`` mask transformed with it; in val mode the label stays at the
+        original size in ``sample.original`` (evaluation maps the prediction back through ``sample.ops``)."""
         if isinstance(item, (tuple, list)):
             index, seed = int(item[0]), int(item[1])
         else:
@@ -173,47 +173,18 @@ class SegDataset(_TorchDataset):
                 f"'{label_path}' is {label.shape[0]}x{label.shape[1]} (HxW)"
             )
         train = self.mode == "train"
-        sample = {"img": img, "label": label if train else None, "trans_info": []}
+        sample = Sample(img, meta={"img_path": img_path, "label_path": label_path, "index": index, "seed": seed})
+        if label is not None:
+            (sample.set if train else sample.keep_original)("label", Kind.MASK, label)
         sample = self.transforms(sample, np.random.default_rng(seed))
-        out_img = np.ascontiguousarray(sample["img"].transpose(2, 0, 1), dtype=np.float32)
+        out_img = np.ascontiguousarray(sample.image.transpose(2, 0, 1), dtype=np.float32)
         if train:
-            out_label = np.ascontiguousarray(sample["label"], dtype=np.int64)
+            out_label = np.ascontiguousarray(sample.get("label"), dtype=np.int64)
             if out_label.shape != out_img.shape[1:]:
                 raise DataError(f"transforms gave image {out_img.shape[1:]} but label {out_label.shape}")
-        else:
-            out_label = label
-        return {
-            "img": out_img,
-            "label": out_label,
-            "trans_info": sample["trans_info"],
-            "img_path": img_path,
-            "label_path": label_path,
-            "index": index,
-        }
-
-
-def collate(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Stack ``img`` (B,3,H,W float32) and ``label`` (B,H,W int64) into tensors.
-
-    Labels of different sizes (val) come back as a list of tensors; missing
-    labels as a list of ``None``. Other keys become lists.
-    """
-    shapes = {b["img"].shape for b in batch}
-    if len(shapes) > 1:
-        raise DataError(
-            f"cannot batch images of different sizes {sorted(shapes)}: "
-            "use batch_size 1 or a fixed-size Resize/crop"
-        )
-    out: dict[str, Any] = {"img": torch.from_numpy(np.stack([b["img"] for b in batch]))}
-    labels = [b["label"] for b in batch]
-    if all(lab is not None for lab in labels) and len({lab.shape for lab in labels}) == 1:
-        out["label"] = torch.from_numpy(np.stack(labels).astype(np.int64, copy=False))
-    else:
-        out["label"] = [None if lab is None else torch.from_numpy(lab) for lab in labels]
-    for key in batch[0]:
-        if key not in ("img", "label"):
-            out[key] = [b[key] for b in batch]
-    return out
+            sample.set("label", Kind.MASK, out_label)
+        sample.image = out_img
+        return sample
 
 
 # --------------------------------------------------------------------------- file lists
@@ -295,11 +266,6 @@ class PaddleDataset(FileListDataset):
 
 
 # --------------------------------------------------------------------------- folders
-def _list_images(root: Path, suffixes: Sequence[str]) -> list[Path]:
-    sfx = {s.lower() for s in suffixes}
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in sfx)
-
-
 class FolderDataset(SegDataset):
     """Images in ``img_dir`` and labels in ``label_dir`` with matching relative stems.
 
@@ -312,7 +278,7 @@ class FolderDataset(SegDataset):
         *,
         img_dir: str,
         label_dir: str | None = None,
-        img_suffixes: Sequence[str] = IMG_SUFFIXES,
+        img_suffixes: Sequence[str] = IMAGE_SUFFIXES,
         label_suffix: str = ".png",
         **common: Any,
     ):
@@ -322,7 +288,7 @@ class FolderDataset(SegDataset):
             raise DataError(f"image folder '{self.img_dir}' does not exist")
         if self.label_dir is not None and not os.path.isdir(self.label_dir):
             raise DataError(f"label folder '{self.label_dir}' does not exist")
-        images = _list_images(Path(self.img_dir), img_suffixes)
+        images = list_images(self.img_dir, tuple(img_suffixes))
         if not images:
             raise DataError(f"image folder '{self.img_dir}' has no {'/'.join(img_suffixes)} files")
         for img in images:

@@ -1,19 +1,15 @@
-"""Data transforms with PaddleSeg semantics (spec section 8.1).
+"""Data transforms with PaddleSeg semantics (spec section 8.1), written once per target kind.
 
-Every transform is a callable ``t(sample, rng) -> sample`` where ``sample`` is a
-dict with
-
-* ``"img"``: float32 ``H x W x 3`` RGB in 0..255 (not normalised; the model
-  wrapper normalises),
-* ``"label"``: 2-D integer array, or ``None`` (val / predict: the image only is
-  transformed),
-* ``"trans_info"``: list of ``("resize", (h, w))`` / ``("padding", (h, w))``
-  entries giving the size *before* each deterministic geometric op, so that
-  predictions can be mapped back to the original image.
+Every transform is a callable ``t(sample, rng) -> sample`` on a
+:class:`~ppseg.data.sample.Sample`: an image (float32 ``H x W x 3`` RGB in 0..255, not
+normalised; the model wrapper normalises) plus named, typed targets (a semantic label is
+the ``"label"`` :attr:`~ppseg.data.sample.Kind.MASK`). Geometric transforms go through the
+sample's ``resize``/``pad``/``crop``/``flip``/``warp_affine``, which act on every target by
+its kind (masks nearest, alpha bilinear, points and boxes by their coordinates) and record
+an invertible op in ``sample.ops`` (this replaces PaddleSeg's ``trans_info``).
 
 All randomness comes from the ``rng`` argument (a ``numpy.random.Generator``),
 never from global state, so a sample seed fully determines the augmentation.
-Labels are always resized / rotated with nearest-neighbour interpolation.
 """
 
 from __future__ import annotations
@@ -27,6 +23,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageEnhance
 
+from ppseg.data.sample import Sample
 from ppseg.errors import ConfigError
 
 __all__ = [
@@ -46,9 +43,10 @@ __all__ = [
     "RandomScaleAspect",
     "TRANSFORMS",
     "build_transforms",
+    "describe_transforms",
+    "read_transforms",
+    "TRANSFORMS_FORMAT_VERSION",
 ]
-
-Sample = dict[str, Any]
 
 INTERP: dict[str, int] = {
     "NEAREST": cv2.INTER_NEAREST,
@@ -102,40 +100,11 @@ def _check_interp(owner: str, value: str) -> str:
     return value
 
 
-def _cv_label(label: np.ndarray) -> np.ndarray:
-    """Give OpenCV a dtype it handles exactly (int64 -> int32)."""
-    if label.dtype in (np.uint8, np.uint16, np.int16, np.int32):
-        return label
-    return label.astype(np.int32)
-
-
-def _resize_pair(sample: Sample, size_wh: tuple[int, int], interp: int) -> None:
-    """Resize the image with ``interp`` and the label (if any) with nearest, in place."""
-    w, h = size_wh
-    sample["img"] = cv2.resize(sample["img"], (w, h), interpolation=interp)
-    if sample.get("label") is not None:
-        dtype = sample["label"].dtype
-        lab = cv2.resize(_cv_label(sample["label"]), (w, h), interpolation=cv2.INTER_NEAREST)
-        sample["label"] = lab.astype(dtype, copy=False)
-
-
 def _pick_interp(name: str, rng: np.random.Generator) -> int:
     if name == "RANDOM":
         keys = sorted(INTERP)
         return INTERP[keys[int(rng.integers(0, len(keys)))]]
     return INTERP[name]
-
-
-def _pad_pair(sample: Sample, pad_h: int, pad_w: int, im_value: float, label_value: int) -> None:
-    """Pad bottom/right of image and label (if any) with constants, in place."""
-    if pad_h <= 0 and pad_w <= 0:
-        return
-    pad_h, pad_w = max(pad_h, 0), max(pad_w, 0)
-    sample["img"] = np.pad(
-        sample["img"], ((0, pad_h), (0, pad_w), (0, 0)), constant_values=im_value
-    )
-    if sample.get("label") is not None:
-        sample["label"] = np.pad(sample["label"], ((0, pad_h), (0, pad_w)), constant_values=label_value)
 
 
 class Transform:
@@ -161,9 +130,7 @@ class Compose(Transform):
         self.transforms = list(transforms)
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
-        sample["img"] = np.asarray(sample["img"], dtype=np.float32)
-        sample.setdefault("label", None)
-        sample.setdefault("trans_info", [])
+        sample.image = np.asarray(sample.image, dtype=np.float32)
         for t in self.transforms:
             sample = t(sample, rng)
         return sample
@@ -171,7 +138,7 @@ class Compose(Transform):
 
 # --------------------------------------------------------------------------- resizing
 class Resize(Transform):
-    """Resize to ``target_size`` = (w, h); records ``("resize", (h, w))``.
+    """Resize to ``target_size`` = (w, h).
 
     ``keep_ratio``: scale = min(max(target)/max(img), min(target)/min(img)),
     new side = round(side * scale). ``size_divisor``: each side rounded UP to a
@@ -206,17 +173,14 @@ class Resize(Transform):
         return max(int(tw), 1), max(int(th), 1)
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
-        h, w = sample["img"].shape[:2]
-        sample.setdefault("trans_info", []).append(("resize", (h, w)))
-        _resize_pair(sample, self.output_size(h, w), _pick_interp(self.interp, rng))
-        return sample
+        h, w = sample.hw
+        return sample.resize(self.output_size(h, w), _pick_interp(self.interp, rng))
 
 
 class ResizeByShort(Transform):
     """Scale so the short side equals ``short_size`` (sides rounded).
 
     ``max_size`` (optional) caps the long side, shrinking further if needed.
-    Records ``("resize", (h, w))``.
     """
 
     def __init__(self, *, short_size: int = 512, max_size: int | None = None, interp: str = "LINEAR"):
@@ -227,30 +191,26 @@ class ResizeByShort(Transform):
         self.interp = _check_interp("ResizeByShort", interp)
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
-        h, w = sample["img"].shape[:2]
-        sample.setdefault("trans_info", []).append(("resize", (h, w)))
+        h, w = sample.hw
         scale = self.short_size / min(h, w)
         if self.max_size is not None and max(h, w) * scale > self.max_size:
             scale = self.max_size / max(h, w)
         size = (max(int(round(w * scale)), 1), max(int(round(h * scale)), 1))
-        _resize_pair(sample, size, _pick_interp(self.interp, rng))
-        return sample
+        return sample.resize(size, _pick_interp(self.interp, rng))
 
 
 class ResizeByLong(Transform):
-    """Scale so the long side equals ``long_size`` (sides rounded). Records ``("resize", (h, w))``."""
+    """Scale so the long side equals ``long_size`` (sides rounded)."""
 
     def __init__(self, *, long_size: int = 512, interp: str = "LINEAR"):
         self.long_size = _check_pos_int("ResizeByLong", "long_size", long_size)
         self.interp = _check_interp("ResizeByLong", interp)
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
-        h, w = sample["img"].shape[:2]
-        sample.setdefault("trans_info", []).append(("resize", (h, w)))
+        h, w = sample.hw
         scale = self.long_size / max(h, w)
         size = (max(int(round(w * scale)), 1), max(int(round(h * scale)), 1))
-        _resize_pair(sample, size, _pick_interp(self.interp, rng))
-        return sample
+        return sample.resize(size, _pick_interp(self.interp, rng))
 
 
 class ResizeStepScaling(Transform):
@@ -258,7 +218,7 @@ class ResizeStepScaling(Transform):
 
     ``scale_step_size == 0`` draws the factor uniformly in ``[min, max]``;
     ``min == max`` always uses ``min``. New size = round(factor * side); image
-    bilinear, label nearest. Training-only (no trans_info entry).
+    bilinear, masks nearest.
     """
 
     def __init__(
@@ -291,10 +251,9 @@ class ResizeStepScaling(Transform):
             factor = float(rng.uniform(lo, hi))
         else:
             factor = factors[int(rng.integers(0, len(factors)))]
-        h, w = sample["img"].shape[:2]
+        h, w = sample.hw
         size = (max(int(round(factor * w)), 1), max(int(round(factor * h)), 1))
-        _resize_pair(sample, size, cv2.INTER_LINEAR)
-        return sample
+        return sample.resize(size, cv2.INTER_LINEAR)
 
 
 # --------------------------------------------------------------------------- crop / pad
@@ -327,11 +286,11 @@ class RandomPaddingCrop(Transform):
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
         cw, ch = self.crop_size
-        h, w = sample["img"].shape[:2]
+        h, w = sample.hw
         if (h, w) == (ch, cw):
             return sample
-        _pad_pair(sample, ch - h, cw - w, self.im_padding_value, self.label_padding_value)
-        h, w = sample["img"].shape[:2]
+        sample.pad(0, ch - h, 0, cw - w, self.im_padding_value, self.label_padding_value)
+        h, w = sample.hw
         label = sample.get("label")
         tries = self.loop_times if (self.category_max_ratio < 1.0 and label is not None) else 1
         for _ in range(tries):
@@ -343,14 +302,11 @@ class RandomPaddingCrop(Transform):
             _, counts = np.unique(crop[crop != self.ignore_index], return_counts=True)
             if len(counts) > 1 and counts.max() / counts.sum() < self.category_max_ratio:
                 break
-        sample["img"] = np.ascontiguousarray(sample["img"][y0 : y0 + ch, x0 : x0 + cw])
-        if label is not None:
-            sample["label"] = np.ascontiguousarray(sample["label"][y0 : y0 + ch, x0 : x0 + cw])
-        return sample
+        return sample.crop(y0, x0, ch, cw)
 
 
 class Padding(Transform):
-    """Pad bottom/right to ``target_size`` = (w, h) (val); records ``("padding", (h, w))``.
+    """Pad bottom/right to ``target_size`` = (w, h) (val).
 
     An image larger than the target raises :class:`ConfigError`.
     """
@@ -368,43 +324,33 @@ class Padding(Transform):
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
         tw, th = self.target_size
-        h, w = sample["img"].shape[:2]
+        h, w = sample.hw
         if h > th or w > tw:
             raise ConfigError(
                 f"Padding: image of size (w={w}, h={h}) is larger than `target_size` {list(self.target_size)}"
             )
-        sample.setdefault("trans_info", []).append(("padding", (h, w)))
-        _pad_pair(sample, th - h, tw - w, self.im_padding_value, self.label_padding_value)
-        return sample
+        return sample.pad(0, th - h, 0, tw - w, self.im_padding_value, self.label_padding_value)
 
 
 # --------------------------------------------------------------------------- flips
 class RandomHorizontalFlip(Transform):
-    """Flip image and label left-right with probability ``prob``."""
+    """Flip the image and its targets left-right with probability ``prob``."""
 
     def __init__(self, *, prob: float = 0.5):
         self.prob = _check_prob("RandomHorizontalFlip", "prob", prob)
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
-        if rng.random() < self.prob:
-            sample["img"] = np.ascontiguousarray(sample["img"][:, ::-1])
-            if sample.get("label") is not None:
-                sample["label"] = np.ascontiguousarray(sample["label"][:, ::-1])
-        return sample
+        return sample.flip(1) if rng.random() < self.prob else sample
 
 
 class RandomVerticalFlip(Transform):
-    """Flip image and label top-bottom with probability ``prob``."""
+    """Flip the image and its targets top-bottom with probability ``prob``."""
 
     def __init__(self, *, prob: float = 0.1):
         self.prob = _check_prob("RandomVerticalFlip", "prob", prob)
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
-        if rng.random() < self.prob:
-            sample["img"] = np.ascontiguousarray(sample["img"][::-1])
-            if sample.get("label") is not None:
-                sample["label"] = np.ascontiguousarray(sample["label"][::-1])
-        return sample
+        return sample.flip(0) if rng.random() < self.prob else sample
 
 
 # --------------------------------------------------------------------------- photometric
@@ -469,12 +415,12 @@ class RandomDistort(Transform):
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
         order = rng.permutation(len(self._OPS))
-        im = Image.fromarray(np.clip(sample["img"], 0, 255).astype(np.uint8))
+        im = Image.fromarray(np.clip(sample.image, 0, 255).astype(np.uint8))
         for i in order:
             op = self._OPS[int(i)]
             if rng.uniform(0.0, 1.0) < getattr(self, f"{op}_prob"):
                 im = self._apply(op, im, rng)
-        sample["img"] = np.asarray(im, dtype=np.float32).copy()
+        sample.image = np.asarray(im, dtype=np.float32).copy()
         return sample
 
 
@@ -484,7 +430,7 @@ class RandomRotation(Transform):
 
     The canvas is enlarged to hold the whole rotated image (new w = int(h·|sin| +
     w·|cos|), new h = int(h·|cos| + w·|sin|), centre (w//2, h//2)); new pixels
-    are ``im_padding_value`` / ``label_padding_value``. Image bilinear, label nearest.
+    are ``im_padding_value`` / ``label_padding_value``. Image bilinear, masks nearest.
     """
 
     def __init__(
@@ -499,25 +445,14 @@ class RandomRotation(Transform):
         if self.max_rotation <= 0:
             return sample
         angle = float(rng.uniform(-self.max_rotation, self.max_rotation))
-        h, w = sample["img"].shape[:2]
+        h, w = sample.hw
         cx, cy = w // 2, h // 2
         m = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)
         cos, sin = abs(m[0, 0]), abs(m[0, 1])
         nw, nh = int(h * sin + w * cos), int(h * cos + w * sin)
         m[0, 2] += nw / 2 - cx
         m[1, 2] += nh / 2 - cy
-        sample["img"] = cv2.warpAffine(
-            sample["img"], m, (nw, nh), flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT, borderValue=(self.im_padding_value,) * 3,
-        )  # fmt: skip
-        if sample.get("label") is not None:
-            dtype = sample["label"].dtype
-            lab = cv2.warpAffine(
-                _cv_label(sample["label"]), m, (nw, nh), flags=cv2.INTER_NEAREST,
-                borderMode=cv2.BORDER_CONSTANT, borderValue=self.label_padding_value,
-            )  # fmt: skip
-            sample["label"] = lab.astype(dtype, copy=False)
-        return sample
+        return sample.warp_affine(m, (nw, nh), self.im_padding_value, self.label_padding_value)
 
 
 class RandomBlur(Transform):
@@ -549,14 +484,14 @@ class RandomBlur(Transform):
         kind = self.blur_type
         if kind == "random":
             kind = ("blur", "gaussian", "median")[int(rng.integers(0, 3))]
-        img = np.clip(sample["img"], 0, 255).astype(np.uint8)
+        img = np.clip(sample.image, 0, 255).astype(np.uint8)
         if kind == "gaussian":
             img = cv2.GaussianBlur(img, (k, k), 0, 0)
         elif kind == "median":
             img = cv2.medianBlur(img, k)
         else:
             img = cv2.blur(img, (k, k))
-        sample["img"] = img.astype(np.float32)
+        sample.image = img.astype(np.float32)
         return sample
 
 
@@ -575,7 +510,7 @@ class RandomScaleAspect(Transform):
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
         if self.min_scale == 0 or self.aspect_ratio == 0:
             return sample
-        h, w = sample["img"].shape[:2]
+        h, w = sample.hw
         for _ in range(10):
             area = h * w * float(rng.uniform(self.min_scale, 1.0))
             ratio = float(rng.uniform(self.aspect_ratio, 1.0 / self.aspect_ratio))
@@ -585,10 +520,8 @@ class RandomScaleAspect(Transform):
             if 0 < dh < h and 0 < dw < w:
                 y0 = int(rng.integers(0, h - dh))
                 x0 = int(rng.integers(0, w - dw))
-                sample["img"] = sample["img"][y0 : y0 + dh, x0 : x0 + dw]
-                if sample.get("label") is not None:
-                    sample["label"] = sample["label"][y0 : y0 + dh, x0 : x0 + dw]
-                _resize_pair(sample, (w, h), cv2.INTER_LINEAR)
+                sample.crop(y0, x0, dh, dw, contiguous=False)
+                sample.resize((w, h), cv2.INTER_LINEAR)
                 break
         return sample
 
@@ -609,31 +542,62 @@ TRANSFORMS: dict[str, type[Transform]] = {
 }
 
 
-def build_transforms(specs: Sequence[dict[str, Any] | Transform] | None) -> Compose:
-    """Build a :class:`Compose` from ``[{"type": "Resize", ...}, ...]`` (or transform objects).
+def build_transforms(specs: Sequence[dict[str, Any] | Transform] | None, cfg: Any = None,
+                     key: str = "transforms", source: str = "") -> Compose:
+    """The one transform builder: a :class:`Compose` from ``[{"type": "Resize", ...}, ...]`` (or
+    transform objects), for configs, datasets, sidecars and weights files alike.
 
-    Unknown types and bad arguments raise :class:`ConfigError`. ``Normalize`` is
-    rejected: normalisation belongs to the model (its mean/std), not the data.
+    Types and values are validated like every config section (unknown type or key -> "did you
+    mean", wrong type -> the expected type). Errors name ``cfg``'s file and ``key`` when a loaded
+    :class:`~ppseg.config.Config` is given, else ``source`` (e.g. a sidecar's path). ``Normalize``
+    is rejected: normalisation belongs to the model (its mean/std), not the data.
     """
+    from ppseg.config import Config, build_typed
+
+    if cfg is None:
+        cfg = Config({}, source, {})
+    if specs is None:
+        specs = []
+    if not isinstance(specs, (list, tuple)):
+        raise ConfigError(f"{cfg.where(key)}: expected a list of transforms, got {specs!r}")
     out: list[Transform] = []
-    for i, spec in enumerate(specs or []):
+    for i, spec in enumerate(specs):
         if callable(spec) and not isinstance(spec, dict):
             out.append(spec)  # type: ignore[arg-type]
             continue
-        if not isinstance(spec, dict) or "type" not in spec:
-            raise ConfigError(f"transforms[{i}]: expected a mapping with a `type` key, got {spec!r}")
-        kwargs = dict(spec)
-        name = kwargs.pop("type")
-        if name == "Normalize":
+        if isinstance(spec, dict) and spec.get("type") == "Normalize":
             raise ConfigError(
-                f"transforms[{i}]: Normalize is not a data transform in ppseg; "
+                f"{cfg.where(f'{key}[{i}]')}: Normalize is not a data transform in ppseg; "
                 "set the mean/std on the model instead and remove it from the transforms"
             )
-        cls = TRANSFORMS.get(name)
-        if cls is None:
-            raise ConfigError(f"transforms[{i}]: unknown transform {name!r}; known: {', '.join(TRANSFORMS)}")
-        try:
-            out.append(cls(**kwargs))
-        except TypeError as exc:
-            raise ConfigError(f"transforms[{i}] ({name}): {exc}") from exc
+        out.append(build_typed(spec, TRANSFORMS, cfg, f"{key}[{i}]"))
     return Compose(out)
+
+
+#: the version of the transforms description in weights files and sidecars (a list of
+#: ``{"type": ..., <kwargs>}`` as in a config); readers accept this and older (unversioned) files
+TRANSFORMS_FORMAT_VERSION = 1
+
+
+def describe_transforms(specs: Sequence[Any] | None) -> dict[str, Any]:
+    """The versioned description of a list of transform specs (as written in a config)."""
+    return {"version": TRANSFORMS_FORMAT_VERSION, "transforms": [dict(t) for t in (specs or [])]}
+
+
+def read_transforms(desc: Any, where: str) -> list[dict[str, Any]]:
+    """Transform specs from :func:`describe_transforms` output, or from an unversioned list (files
+    written before versioning); a newer version or a malformed entry is one clear error."""
+    if isinstance(desc, list):  # before versioning: the bare list
+        desc = {"version": 1, "transforms": desc}
+    if not isinstance(desc, dict) or not isinstance(desc.get("transforms"), list):
+        raise ConfigError(f"{where}: the transforms description must be {{version, transforms: [...]}}, got {desc!r}")
+    version = desc.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ConfigError(f"{where}: transforms version must be a positive integer, got {version!r}")
+    if version > TRANSFORMS_FORMAT_VERSION:
+        raise ConfigError(f"{where}: transforms version {version} was written by a newer ppseg "
+                          f"(this one reads up to {TRANSFORMS_FORMAT_VERSION}); upgrade ppseg")
+    for i, t in enumerate(desc["transforms"]):
+        if not isinstance(t, dict) or not isinstance(t.get("type"), str):
+            raise ConfigError(f"{where}: transforms[{i}] must be a mapping with a 'type', got {t!r}")
+    return [dict(t) for t in desc["transforms"]]

@@ -15,7 +15,7 @@ Example ``model.json`` (abridged)::
                "color_order": "RGB", "normalized_in_graph": false,
                "mean": [127.5, 127.5, 127.5], "std": [127.5, 127.5, 127.5]},
      "output_size_input": "output_size",
-     "resize": [{"type": "Resize", "target_size": [480, 360]}],
+     "resize": [{"type": "Resize", "target_size": [480, 360]}], "transforms_version": 1,
      "output": {"name": "labels", "op": "argmax", "dtype": "int64", "layout": "NHW"},
      "num_classes": 11, "class_names": [...], "palette": [[128, 128, 128], ...], ...}
 
@@ -32,7 +32,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import PPSegError
+from ..data.transforms import TRANSFORMS_FORMAT_VERSION, read_transforms
+from ..errors import ConfigError, PPSegError
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "OUTPUT_OPS", "RESIZE_TRANSFORMS", "InputSpec", "OutputSpec", "Sidecar",
            "sha256_of", "read_sidecar", "sidecar_path"]
@@ -110,6 +111,9 @@ class Sidecar:
     class_names: list[str]
     palette: list[list[int]]
     resize: list[dict[str, Any]] = field(default_factory=list)
+    #: the version of the ``resize`` description (:data:`ppseg.data.transforms.TRANSFORMS_FORMAT_VERSION`);
+    #: sidecars written before it existed read as version 1
+    transforms_version: int = TRANSFORMS_FORMAT_VERSION
     output_size_input: str | None = None
     model: str = ""
     model_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -164,8 +168,13 @@ class Sidecar:
         if self.num_classes < 1 or len(self.class_names) != self.num_classes or len(self.palette) != self.num_classes:
             raise PPSegError(f"{where}: num_classes {self.num_classes} but {len(self.class_names)} class_names and "
                              f"{len(self.palette)} palette entries")
+        try:
+            self.resize = read_transforms({"version": self.transforms_version, "transforms": self.resize},
+                                          f"{where}: resize")
+        except ConfigError as e:
+            raise PPSegError(str(e)) from None
         for t in self.resize:
-            if not isinstance(t, dict) or t.get("type") not in RESIZE_TRANSFORMS:
+            if t.get("type") not in RESIZE_TRANSFORMS:
                 raise PPSegError(f"{where}: resize entries must be one of {list(RESIZE_TRANSFORMS)}, got {t!r}")
 
     def write(self, path: str | Path) -> None:
