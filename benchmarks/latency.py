@@ -67,8 +67,8 @@ def train_throughput(name: str, size: tuple[int, int], batch: int, steps: int, t
                      profile: str | None = None) -> float:
     """Training images/s of ``name`` with its recipe's loss, optimizer and schedule.
 
-    The step is the trainer's: :func:`ppseg.engine.trainer.train_forward` (low-resolution
-    logits for the loss when :func:`~ppseg.engine.trainer.lowres_loss_applies`), the
+    The step is the trainer's: :func:`ppseg.semantic.task.train_forward` (low-resolution
+    logits for the loss when :func:`~ppseg.semantic.task.lowres_loss_applies`), the
     config's losses through :func:`ppseg.losses.compute_losses`, ``zero_grad(set_to_none)``,
     backward, optimizer and scheduler step (no EMA, no data loading: random images and
     labels made of blocks of 25 classes per batch). ``PPSEG_FUSED_LOSS=0`` measures the
@@ -79,7 +79,7 @@ def train_throughput(name: str, size: tuple[int, int], batch: int, steps: int, t
 
     from ppseg.config import load_config
     from ppseg.engine import build
-    from ppseg.engine.trainer import lowres_loss_applies, train_forward
+    from ppseg.semantic.task import lowres_loss_applies, train_forward
     from ppseg.losses import compute_losses
 
     torch.set_num_threads(threads)

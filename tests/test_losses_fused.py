@@ -15,7 +15,7 @@ from ppseg.losses import (
     OhemCrossEntropyLoss,
     compute_losses,
 )
-from ppseg.losses.fused import fused_ce_lovasz, fusable_pair, prefers_lowres
+from ppseg.losses.fused import fused_ce_lovasz, fusable_pair
 
 IGN = 255
 
@@ -226,7 +226,7 @@ def test_mixed_loss_with_a_third_loss() -> None:
     logits, label = make_case(2, 5, (4, 4), (16, 16), 2.0, 1.0, seed=19)
     subs = [CrossEntropyLoss(), DiceLoss(), LovaszSoftmaxLoss()]
     mixed = MixedLoss(subs, [0.5, 0.3, 0.2])
-    assert fusable_pair(subs) == (0, 2) and not prefers_lowres(mixed)
+    assert fusable_pair(subs) == (0, 2) and not mixed.accepts_lowres_logits()
     x = logits.clone().requires_grad_(True)
     parts = mixed.terms(x, label)
     (g,) = torch.autograd.grad(sum(parts), x)
@@ -247,12 +247,12 @@ def test_mixed_loss_with_a_third_loss() -> None:
 def test_not_fused(subs) -> None:
     losses = subs()
     assert fusable_pair(losses) is None
-    assert not prefers_lowres(MixedLoss(losses, [1.0] * len(losses)))
+    assert not MixedLoss(losses, [1.0] * len(losses)).accepts_lowres_logits()
 
 
 def test_fallbacks_keep_the_plain_behaviour() -> None:
     mixed = MixedLoss([CrossEntropyLoss(), LovaszSoftmaxLoss()], [0.8, 0.2])
-    assert prefers_lowres(mixed)
+    assert mixed.accepts_lowres_logits()
     # every pixel ignored: the plain losses' connected zero
     x = torch.randn(2, 3, 4, 4, requires_grad=True)
     loss = mixed(x, torch.full((2, 8, 8), IGN))
@@ -273,8 +273,8 @@ def test_fallbacks_keep_the_plain_behaviour() -> None:
 def test_trainer_lowres_step_equals_plain_step(monkeypatch) -> None:
     """One training step of pp_mobileseg_tiny: low-res logits + fused loss == plain path."""
     from ppseg import create_model
-    from ppseg.engine.trainer import lowres_loss_applies, train_forward
-    from ppseg.segmentor import Segmentor
+    from ppseg.semantic.task import lowres_loss_applies, train_forward
+    from ppseg.semantic.segmentor import Segmentor
 
     torch.manual_seed(0)
     model = create_model("pp_mobileseg_tiny", num_classes=6)

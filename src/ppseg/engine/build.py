@@ -2,6 +2,7 @@
 
 Top-level sections (PaddleSeg names where PaddleSeg users know them)::
 
+    task: semantic           # the engine.task.TASKS entry (default semantic)
     batch_size: 8            # per process
     iters: 20000
     seed: 0
@@ -27,16 +28,16 @@ from torch import nn
 from ..config import _NO, Config, build_kwargs, build_typed, check_keys, coerce
 from ..data.datasets import DATASETS, SegDataset
 from ..data.palette import default_palette
-from ..data.transforms import TRANSFORMS, Compose
+from ..data.transforms import build_transforms
 from ..errors import ConfigError
 from ..losses import LOSSES
 from ..registry import MODELS, create_model
-from ..segmentor import Segmentor
+from ..semantic.segmentor import Segmentor
 from .optim import OPTIMIZERS
 from .options import TrainOptions
 from .schedule import SCHEDULES, LRScheduler
 
-TOP_LEVEL = ("batch_size", "iters", "seed", "model", "segmentor", "train_dataset", "val_dataset",
+TOP_LEVEL = ("task", "batch_size", "iters", "seed", "model", "segmentor", "train_dataset", "val_dataset",
              "optimizer", "lr_scheduler", "loss", "train")
 
 
@@ -45,6 +46,10 @@ def check_top_level(cfg: Config) -> None:
     for key in ("batch_size", "iters"):
         if key in cfg and (not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] < 1):
             raise ConfigError(f"{cfg.where(key)}: expected a positive integer, got {cfg[key]!r}")
+    if "task" in cfg:
+        from .task import get_task
+
+        get_task(cfg["task"], cfg.where("task"))
     if "seed" in cfg and (not isinstance(cfg["seed"], int) or isinstance(cfg["seed"], bool)):
         raise ConfigError(f"{cfg.where('seed')}: expected an integer, got {cfg['seed']!r}")
 
@@ -60,21 +65,13 @@ def _section(cfg: Config, key: str, required: bool = True) -> Mapping[str, Any] 
     return value
 
 
-def build_transforms(cfg: Config, value: Any, key: str) -> Compose:
-    if value is None:
-        value = []
-    if not isinstance(value, list):
-        raise ConfigError(f"{cfg.where(key)}: expected a list of transforms, got {value!r}")
-    return Compose([build_typed(t, TRANSFORMS, cfg, f"{key}[{i}]") for i, t in enumerate(value)])
-
-
 def build_dataset(cfg: Config, key: str, mode: str) -> SegDataset:
     spec = _section(cfg, key)
     assert spec is not None
     if "mode" in spec:
         raise ConfigError(f"{cfg.where(key + '.mode')}: set by the section ({key} is always mode '{mode}'); remove it")
     return build_typed(spec, DATASETS, cfg, key, extra={"mode": mode},
-                       builders={"transforms": lambda v, k: build_transforms(cfg, v, k).transforms})
+                       builders={"transforms": lambda v, k: build_transforms(v, cfg, k).transforms})
 
 
 @dataclass
@@ -127,6 +124,8 @@ def build_model(cfg: Config, num_classes: int | None = None) -> tuple[str, dict[
     name, kwargs = model_spec(cfg, num_classes)
     try:
         return name, kwargs, create_model(name, **kwargs)
+    except ConfigError as e:
+        raise ConfigError(f"{cfg.where('model')}: {e}") from None
     except (ValueError, TypeError) as e:
         raise ConfigError(f"{cfg.where('model')}: {name}: {e}") from None
 

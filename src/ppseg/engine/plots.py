@@ -5,8 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def plot_curves(history: dict[str, list], path: str | Path) -> None:
-    """Draw loss, learning rate and val mIoU against the iteration into ``path``."""
+_TITLES = {"miou": "mIoU"}
+
+
+def plot_curves(history: dict[str, list], path: str | Path, score_keys: tuple[str, ...] = ("miou",)) -> None:
+    """Draw loss, learning rate and the val scores (``score_keys``, model and EMA) against the
+    iteration into ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -19,13 +23,17 @@ def plot_curves(history: dict[str, list], path: str | Path) -> None:
     axes[1].plot(it, history.get("lr", []), color="tab:orange")
     axes[1].set_title("learning rate")
     ev = history.get("eval_iter", [])
-    if history.get("miou"):
-        axes[2].plot(ev[: len(history["miou"])], history["miou"], marker="o", label="model")
-    if history.get("ema_miou"):
-        axes[2].plot(ev[: len(history["ema_miou"])], history["ema_miou"], marker="s", label="EMA")
-    if history.get("miou") or history.get("ema_miou"):
+    drawn = False
+    for key in score_keys:
+        for prefix, marker, label in (("", "o", "model"), ("ema_", "s", "EMA")):
+            values = history.get(f"{prefix}{key}")
+            if values:
+                axes[2].plot(ev[: len(values)], values, marker=marker,
+                             label=f"{label} {key}" if len(score_keys) > 1 else label)
+                drawn = True
+    if drawn:
         axes[2].legend()
-    axes[2].set_title("val mIoU")
+    axes[2].set_title("val " + ", ".join(_TITLES.get(k, k) for k in score_keys))
     for ax in axes:
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)

@@ -1,6 +1,8 @@
-"""Iteration-based training: the loop behind ``ppseg train``.
+"""Iteration-based training: the loop behind ``ppseg train``, one copy for every task.
 
-One :class:`Trainer` per process. It validates the whole config and the
+One :class:`Trainer` per process. What differs between tasks (batches, the step, evaluation,
+the best-model score, weights metadata) comes from the config's :class:`~ppseg.engine.task.Task`.
+It validates the whole config and the
 datasets before creating the run directory, then trains for ``iters``
 iterations with periodic logging, evaluation (best-model tracking, EMA
 evaluated separately), atomic checkpoints and exact resume.
@@ -13,7 +15,7 @@ Run directory layout::
       history.json           loss / lr / metric history
       curves.png             loss, lr and mIoU curves (refreshed at each evaluation)
       checkpoints/latest.pt  resumable state (+ iter_<k>.pt, newest N kept)
-      best_model.pt          weights with the best val mIoU
+      best_model.pt          weights with the best val score (the task's: mIoU for semantic)
       best_ema_model.pt      same for the EMA weights (train.ema)
       last_model.pt          weights at the end of training
       tensorboard/           scalars (when tensorboard is installed)
@@ -38,80 +40,18 @@ from torch import nn
 
 from .. import __version__
 from ..config import Config, dump_config
-from ..data.datasets import collate
 from ..errors import ConfigError, PPSegError
-from ..losses import compute_losses
-from ..segmentor import Segmentor
 from . import build, dist
-from .checkpoint import atomic_save, load_file, prune_checkpoints, weights_file
+from ..device import resolve_device
+from ..weights import atomic_save, load_file, load_weights, weights_file
+from .checkpoint import prune_checkpoints, rng_state, set_rng_state
 from .ema import ModelEMA
-from .evaluate import evaluate
 from .loader import TrainBatchSampler, make_train_loader, user_errors
 from .options import autocast_for
 from .plots import plot_curves
+from .task import Task, get_task, step_generator
 
 log = logging.getLogger("ppseg.train")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device: 'cuda' requested but no CUDA device is available")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and dist.env_world_size() > 1:
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        return torch.device("cuda", local)
-    return torch.device(name)
-
-
-def rng_state() -> dict[str, Any]:
-    """All global RNG states, as types ``torch.load(weights_only=True)`` accepts."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
-             "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                       "has_gauss": int(has_gauss), "gauss": float(gauss)}}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def lowres_loss_applies(model: nn.Module, losses: list[nn.Module], amp: str, world: int,
-                        device: torch.device | str = "cpu") -> bool:
-    """Whether training may hand the loss the model's low-resolution logits.
-
-    Exactly equivalent and much cheaper for a PP-MobileSeg model (whose training output is
-    ``[bilinear_resize(forward_lowres(x), x.shape)]``) with a loss that resizes low-resolution
-    logits itself without materialising them (:func:`ppseg.losses.fused.prefers_lowres`, the
-    recipe's CE + Lovász MixedLoss): every loss resizes logits to the label size with the same
-    bilinear rule. Only in float32 (``amp: off``: under autocast the model resizes in bf16) and
-    in a single process (DDP needs its own forward).
-    """
-    from ..losses.fused import prefers_lowres
-    from ..models.pp_mobileseg import PPMobileSeg
-
-    return world == 1 and amp == "off" and isinstance(model, PPMobileSeg) and len(losses) >= 1 \
-        and prefers_lowres(losses[0], device)
-
-
-def train_forward(net: nn.Module, segmentor: Segmentor, images: torch.Tensor, labels: torch.Tensor,
-                  lowres: bool) -> list[torch.Tensor]:
-    """The training outputs handed to the losses: ``net(images)`` (``net`` is the segmentor or
-    its DDP wrapper), or the low-resolution logits when ``lowres`` (see
-    :func:`lowres_loss_applies`) and the labels have the image size."""
-    if lowres and labels.shape[-2:] == images.shape[-2:]:
-        return [segmentor.model.forward_lowres(segmentor.normalize(images))]
-    out = net(images)
-    return list(out) if isinstance(out, (list, tuple)) else [out]
 
 
 def seed_everything(seed: int) -> None:
@@ -147,33 +87,32 @@ class Trainer:
         if self.val_set is not None and self.val_set.num_classes != self.train_set.num_classes:
             raise ConfigError(f"{cfg.where('val_dataset.num_classes')}: {self.val_set.num_classes}, "
                               f"but train_dataset has {self.train_set.num_classes}")
-        self.model_name, self.model_kwargs = build.model_spec(cfg, self.train_set.num_classes)
-        self.losses, self.loss_coef = build.build_losses(cfg)
+        self.task: Task = get_task(cfg.get("task", "semantic"), cfg.where("task") if "task" in cfg else "task") \
+            .from_config(cfg, self.train_set, self.val_set)
+        self.model_name, self.model_kwargs = build.model_spec(cfg, **self.task.model_overrides())
         self.optim_spec = build.optim_spec(cfg)
-        self.segmentor_kwargs = build.segmentor_kwargs(cfg)
         self.save_dir = Path(save_dir or self.opts.save_dir or Path("output") / Path(cfg.path).stem)
         self.resume_from = self._resume_path(resume)
 
         # ---- processes, device, model
-        self.device = resolve_device(self.opts.device)
+        self.device = resolve_device(self.opts.device, "train.device")
         self.rank, self.world = dist.init_distributed(self.device)
         if self.opts.threads:
             torch.set_num_threads(self.opts.threads)
         autocast_for(self.device, self.opts.amp)  # validates amp for the device
         seed_everything(self.seed)
-        _, _, model = build.build_model(cfg, self.train_set.num_classes)
-        self.segmentor: Segmentor = build.build_segmentor(cfg, model)
+        _, _, model = build.build_model(cfg, **self.task.model_overrides())
+        self.segmentor: nn.Module = self.task.wrap(model)
         if self.opts.sync_bn and self.world > 1:
             self.segmentor = dist.convert_sync_batchnorm(self.segmentor, self.device)
         self.segmentor.to(self.device)
         if self.opts.channels_last:
             self.segmentor.to(memory_format=torch.channels_last)
         self.optimizer, self.scheduler = self.optim_spec.build(self.segmentor.model, self.iters)
-        self.losses = [loss.to(self.device) for loss in self.losses]
+        self.task.to(self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.opts.amp == "fp16")
         self.ema = ModelEMA(self.segmentor, self.opts.ema_decay) if self.opts.ema else None
-        self.lowres_loss = lowres_loss_applies(self.segmentor.model, self.losses, self.opts.amp, self.world,
-                                               self.device)
+        self.task.prepare(self.segmentor, amp=self.opts.amp, world=self.world, device=self.device)
         self.ddp: nn.Module = self.segmentor
         if self.world > 1:
             self.ddp = nn.parallel.DistributedDataParallel(
@@ -181,7 +120,8 @@ class Trainer:
 
         self.iter = 0
         self.best: dict[str, dict[str, Any]] = {}
-        self.history: dict[str, list] = {"iter": [], "loss": [], "lr": [], "eval_iter": [], "miou": [], "ema_miou": []}
+        self.history: dict[str, list] = {"iter": [], "loss": [], "lr": [], "eval_iter": [],
+                                         **{f"{p}{k}": [] for p in ("", "ema_") for k in self.task.score_keys}}
         if self.resume_from is not None:
             self._load_state(self.resume_from)
         self.writer = None
@@ -200,8 +140,6 @@ class Trainer:
         ckpt = load_file(path)
         if "optimizer" not in ckpt:
             raise PPSegError(f"{path}: a weights file, not a training checkpoint; resume needs checkpoints/latest.pt")
-        from .checkpoint import load_weights
-
         load_weights(self.segmentor.model, ckpt, path, self.model_name)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -240,8 +178,8 @@ class Trainer:
 
     def _save_weights(self, name: str, model: nn.Module, **meta: Any) -> None:
         atomic_save(weights_file(self.model_name, self.model_kwargs, model.state_dict(),
-                                 ppseg_version=__version__, config=str(self.cfg.path),
-                                 segmentor=self.segmentor_kwargs, class_names=self.train_set.class_names, **meta),
+                                 ppseg_version=__version__, config=str(self.cfg.path), task=self.task.name,
+                                 **self.task.weights_meta(), **meta),
                     self.save_dir / name)
 
     def _setup_run_dir(self) -> None:
@@ -270,29 +208,30 @@ class Trainer:
     def _evaluate(self) -> None:
         if self.val_set is None:
             return
+        task, key = self.task, self.task.best_score
         models = [("", self.segmentor)] + ([("ema_", self.ema.module)] if self.ema else [])
-        for prefix, seg in models:
-            metrics = evaluate(seg, self.val_set, device=self.device, num_workers=self.opts.num_workers,
-                               amp=self.opts.amp, rank=self.rank, world_size=self.world, progress=False)
+        for prefix, wrapper in models:
+            scores = task.evaluate(wrapper, self.val_set, device=self.device, num_workers=self.opts.num_workers,
+                                   amp=self.opts.amp, rank=self.rank, world_size=self.world, progress=False)
             if not dist.is_main():
                 continue
-            res = metrics.compute()
             label = "EMA " if prefix else ""
-            log.info("[eval %s@ iter %d] mIoU=%.4f Acc=%.4f Kappa=%.4f mDice=%.4f",
-                     label, self.iter, res["miou"], res["acc"], res["kappa"], res["mdice"])
-            log.info("per-class metrics:\n%s", metrics.table(self.val_set.class_names))
-            for k in ("miou", "acc", "kappa", "mdice"):
-                self._scalar(f"val/{prefix}{k}", float(res[k]), self.iter)
-            self.history[f"{prefix}miou"].append(float(res["miou"]))
-            best = self.best.get(prefix or "model", {"miou": -1.0, "iter": 0})
-            if res["miou"] > best["miou"]:
-                self.best[prefix or "model"] = {"miou": float(res["miou"]), "iter": self.iter}
-                self._save_weights(f"best_{prefix}model.pt", seg.model, iter=self.iter, miou=float(res["miou"]))
-                log.info("[eval] best %smodel so far: mIoU=%.4f at iter %d -> %s", label,
-                         res["miou"], self.iter, self.save_dir / f"best_{prefix}model.pt")
-            if self.opts.save_confusion_matrix:
-                metrics.confusion_matrix_figure(self.save_dir / f"confusion_{prefix}iter_{self.iter}.png",
-                                                self.val_set.class_names)
+            log.info("[eval %s@ iter %d] %s", label, self.iter, scores.summary)
+            if scores.report:
+                log.info("per-class metrics:\n%s", scores.report)
+            for k, v in scores.values.items():
+                self._scalar(f"val/{prefix}{k}", float(v), self.iter)
+            for k in task.score_keys:
+                self.history.setdefault(f"{prefix}{k}", []).append(float(scores.values[k]))
+            value = float(scores.values[key])
+            best = self.best.get(prefix or "model")
+            if task.better(value, None if best is None else best[key]):
+                self.best[prefix or "model"] = {key: value, "iter": self.iter}
+                self._save_weights(f"best_{prefix}model.pt", wrapper.model, iter=self.iter, **{key: value})
+                log.info("[eval] best %smodel so far: %s=%.4f at iter %d -> %s", label, key,
+                         value, self.iter, self.save_dir / f"best_{prefix}model.pt")
+            if self.opts.save_confusion_matrix and "confusion_matrix" in scores.artifacts:
+                scores.artifacts["confusion_matrix"](self.save_dir / f"confusion_{prefix}iter_{self.iter}.png")
         if dist.is_main():
             self.history["eval_iter"].append(self.iter)
             self._write_history()
@@ -300,7 +239,7 @@ class Trainer:
     def _write_history(self) -> None:
         (self.save_dir / "history.json").write_text(json.dumps(self.history), encoding="utf-8")
         try:
-            plot_curves(self.history, self.save_dir / "curves.png")
+            plot_curves(self.history, self.save_dir / "curves.png", self.task.score_keys)
         except Exception as e:  # noqa: BLE001 - a plot must never stop training
             log.warning("could not draw curves.png: %s", e)
 
@@ -342,7 +281,7 @@ class Trainer:
         opts = self.opts
         sampler = TrainBatchSampler(len(self.train_set), self.batch_size, self.seed, self.rank, self.world,
                                     start_iter=self.iter)
-        loader = make_train_loader(self.train_set, sampler, opts.num_workers, collate,
+        loader = make_train_loader(self.train_set, sampler, opts.num_workers, self.task.collate,
                                    pin_memory=self.device.type == "cuda")
         if dist.is_main():
             n_params = sum(p.numel() for p in self.segmentor.model.parameters())
@@ -365,13 +304,10 @@ class Trainer:
         t_start, start_iter = time.perf_counter(), self.iter
         while self.iter < self.iters:
             batch = next(data_iter)
-            images = batch["img"].to(self.device, non_blocking=True)
-            labels = batch["label"].to(self.device, non_blocking=True)
-            if opts.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            with autocast_for(self.device, opts.amp):
-                outputs = train_forward(self.ddp, self.segmentor, images, labels, self.lowres_loss)
-            loss, terms = compute_losses([o.float() for o in outputs], labels, self.losses, self.loss_coef)
+            step = self.task.train_step(self.ddp, self.segmentor, batch, device=self.device,
+                                        channels_last=opts.channels_last, autocast=autocast_for(self.device, opts.amp),
+                                        rng=step_generator(batch["seed"]))
+            loss, terms = step.loss, step.terms
             if not torch.isfinite(loss):
                 raise PPSegError(f"loss became {loss.item()} at iteration {self.iter + 1}; "
                                  "lower the learning rate or enable train.clip_grad_norm")
@@ -426,7 +362,8 @@ class Trainer:
             if self.ema is not None:
                 self._save_weights("last_ema_model.pt", self.ema.module.model, iter=self.iter)
             self._write_history()
-            summary = ", ".join(f"best {k} mIoU={v['miou']:.4f} @ iter {v['iter']}" for k, v in self.best.items())
+            key = self.task.best_score
+            summary = ", ".join(f"best {k} {key}={v[key]:.4f} @ iter {v['iter']}" for k, v in self.best.items())
             log.info("[done] %d iters in %s%s; outputs in %s", self.iter - start_iter,
                      _fmt_eta(time.perf_counter() - t_start), f"; {summary}" if summary else "", self.save_dir)
         dist.barrier()

@@ -44,8 +44,9 @@ Everything is float32 with autocast off. ``MixedLoss`` uses this path automatica
 its sub-losses are exactly a plain :class:`CrossEntropyLoss` (class weights and
 ``avg_non_ignore`` supported, no ``top_k_percent_pixels``) and a
 :class:`LovaszSoftmaxLoss` with ``classes="present"`` and the same ``ignore_index``, on
-CPU; the trainer then hands it PP-MobileSeg's low-resolution logits
-(:func:`ppseg.engine.trainer.lowres_loss_applies`). Values and gradients equal the plain
+CPU; such a loss declares :meth:`~ppseg.losses.mixed.MixedLoss.accepts_lowres_logits`, and the
+trainer then hands it the low-resolution logits of a model that declares ``trains_from_lowres``
+(PP-MobileSeg; :meth:`ppseg.semantic.task.SemanticTask.prepare`). Values and gradients equal the plain
 losses' up to float rounding (``tests/test_losses_fused.py``). ``PPSEG_FUSED_LOSS=0``
 (or :data:`ENABLED` ``= False``) forces the plain path; ``PPSEG_FUSED_SPLIT=0`` uses
 intra-op threads instead of the Python-thread split.
@@ -641,15 +642,3 @@ def fused_ce_lovasz(
             return zero, zero.clone()
         weight = None if class_weight is None else class_weight.to(x.device, torch.float32)
         return _FusedCELovasz.apply(x, label, weight, int(ignore_index), bool(avg_non_ignore))
-
-
-def prefers_lowres(loss: nn.Module, device: torch.device | str = "cpu") -> bool:
-    """True when ``loss`` computes on low-resolution logits without materialising the resized ones.
-
-    The trainer then feeds such a loss the model's low-resolution logits (the losses resize
-    to the label size themselves, exactly as the model's ``forward`` would).
-    """
-    from .mixed import MixedLoss
-
-    return (torch.device(device).type in DEVICE_TYPES and isinstance(loss, MixedLoss)
-            and len(loss.losses) == 2 and fusable_pair(list(loss.losses)) is not None)

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from ppseg.errors import ConfigError
 
-from .fused import applies_to, fusable_pair, fused_ce_lovasz
+from .fused import DEVICE_TYPES, applies_to, fusable_pair, fused_ce_lovasz
 
 
 class MixedLoss(nn.Module):
@@ -63,6 +63,15 @@ class MixedLoss(nn.Module):
                 return [c * (values[j] if j in values else loss(logits, label))
                         for j, (loss, c) in enumerate(zip(self.losses, self.coef, strict=True))]
         return [c * loss(logits, label) for loss, c in zip(self.losses, self.coef, strict=True)]
+
+    def accepts_lowres_logits(self, device: torch.device | str = "cpu") -> bool:
+        """A capability: ``True`` when this loss computes on low-resolution logits without
+        materialising the resized ones (the fused CE + Lovasz pair on ``device``).
+
+        A trainer may then feed it a model's low-resolution logits instead of the full-size
+        ones (every loss resizes logits to the label size with the same bilinear rule)."""
+        return (torch.device(device).type in DEVICE_TYPES and len(self.losses) == 2
+                and fusable_pair(list(self.losses)) is not None)
 
     def forward(self, logits: Tensor, label: Tensor) -> Tensor:
         parts = self.terms(logits, label)
