@@ -79,6 +79,7 @@ def train_throughput(name: str, size: tuple[int, int], batch: int, steps: int, t
 
     from ppseg.config import load_config
     from ppseg.engine import build
+    from ppseg.semantic.segmentor import build_segmentor
     from ppseg.semantic.task import lowres_loss_applies, train_forward
     from ppseg.losses import compute_losses
 
@@ -89,7 +90,7 @@ def train_throughput(name: str, size: tuple[int, int], batch: int, steps: int, t
         raise SystemExit(f"--train: no recipe config known for {name}; pass --train-config")
     cfg = load_config(Path(__file__).resolve().parents[1] / cfg_path if not Path(cfg_path).exists() else cfg_path)
     _, _, model = build.build_model(cfg, num_classes)
-    seg = build.build_segmentor(cfg, model).train()
+    seg = build_segmentor(cfg, model).train()
     losses, coef = build.build_losses(cfg)
     optimizer, scheduler = build.optim_spec(cfg).build(seg.model, int(cfg["iters"]))
     w, h = size

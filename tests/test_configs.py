@@ -9,6 +9,7 @@ import pytest
 from ppseg.config import load_config
 from ppseg.data.transforms import build_transforms
 from ppseg.engine import build
+from ppseg.semantic.segmentor import segmentor_kwargs
 
 CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[1] / "configs").rglob("*.yml") if "_base_" not in p.parts)
 
@@ -20,7 +21,7 @@ def test_config_validates(path):
     build.build_options(cfg)
     build.build_losses(cfg)
     build.optim_spec(cfg)
-    build.segmentor_kwargs(cfg)
+    segmentor_kwargs(cfg)
     for key in ("train_dataset", "val_dataset"):
         if cfg.get(key):
             meta = build.dataset_meta(cfg, key)

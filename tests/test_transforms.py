@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ppseg.data import transforms as T
-from ppseg.data.sample import Crop, Flip, Kind, Pad, Resize, Sample
+from ppseg.data.sample import Kind, Pad, Resize, Sample
 from ppseg.errors import ConfigError
 
 

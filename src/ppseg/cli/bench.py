@@ -113,7 +113,9 @@ def config_from_args(args: argparse.Namespace):  # -> BenchConfig
         name, kwargs = build.model_spec(cfg, None)
         if n is not None:
             kwargs["num_classes"] = n
-        seg = build.segmentor_kwargs(cfg)
+        from ..semantic.segmentor import segmentor_kwargs
+
+        seg = segmentor_kwargs(cfg)
         mean, std = tuple(seg.get("mean", (0.5,) * 3)), tuple(seg.get("std", (0.5,) * 3))
         names = meta.class_names if meta and meta.num_classes == n else None
         palette = meta.palette.tolist() if meta and meta.num_classes == n else None

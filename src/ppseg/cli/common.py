@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 
-if TYPE_CHECKING:  # pragma: no cover - torch is imported by the commands that run, not by `ppseg --help`
-    import torch
-
+if TYPE_CHECKING:  # pragma: no cover - nothing heavy is imported by `ppseg --help`
     from ..config import Config
-    from ..semantic.segmentor import Segmentor
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
@@ -66,10 +62,3 @@ def load_config_args(args: argparse.Namespace) -> "Config":
     cfg = load_config(args.config, args.opts)
     build.check_top_level(cfg)
     return cfg
-
-
-def load_segmentor_args(cfg: "Config", checkpoint: str, num_classes: int, args: argparse.Namespace) -> "Segmentor":
-    """:func:`ppseg.semantic.load_segmentor` with the config and the inference flags of ``args``."""
-    from ..semantic.segmentor import load_segmentor
-
-    return load_segmentor(checkpoint, config=cfg, num_classes=num_classes, **inference_overrides(args))

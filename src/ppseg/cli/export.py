@@ -53,10 +53,9 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data.io import list_images
     from ..engine import build
-    from ..weights import load_file, load_weights
     from ..errors import ConfigError
     from ..export import export_onnx
-    from ..semantic.segmentor import check_model_kwargs
+    from ..semantic.segmentor import build_segmentor, load_segmentor
 
     cfg = load_config_args(args)
     if args.quantize and not args.calib_data:
@@ -70,14 +69,13 @@ def run(args: argparse.Namespace) -> int:
     if not cfg.get(key):
         raise ConfigError(f"{cfg.path}: needs a val_dataset section (num_classes, class names, palette, transforms)")
     meta = build.dataset_meta(cfg, key)
-    if args.random_weights:
-        torch.manual_seed(0)  # the same random model every time (speed tests compare like with like)
-    name, kwargs, model = build.build_model(cfg, meta.num_classes)
+    name, kwargs = build.model_spec(cfg, meta.num_classes)
     if args.model:
-        ckpt = load_file(args.model)
-        check_model_kwargs(name, kwargs, ckpt, args.model)
-        load_weights(model, ckpt, Path(args.model), name)
-    segmentor = build.build_segmentor(cfg, model)
+        segmentor = load_segmentor(args.model, config=cfg, num_classes=meta.num_classes)
+    else:
+        torch.manual_seed(0)  # --random-weights: the same random model every time (speed tests compare like with like)
+        segmentor = build_segmentor(cfg, build.build_model(cfg, meta.num_classes)[2])
+    model = segmentor.model
     ignored = [s for s, on in (("flip", segmentor.flip), ("scales", segmentor.scales != (1.0,)),
                                ("mode slide", segmentor.mode == "slide")) if on]
     if ignored:

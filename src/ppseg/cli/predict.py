@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import add_config_args, add_inference_args, inference_overrides, load_config_args, load_segmentor_args
+from .common import add_config_args, add_inference_args, inference_overrides, load_config_args
 
 HELP = "predict label maps and overlays for images"
 
@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.io import collect_images
     from ..data.transforms import build_transforms
     from ..semantic.predict import predict_files
+    from ..semantic.segmentor import load_segmentor
     from ..errors import ConfigError
 
     from ..device import resolve_device
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{cfg.path}: needs a val_dataset section (its transforms, num_classes and palette)")
     meta = build.dataset_meta(cfg, key)  # the dataset's files need not be here
     transforms = build_transforms(cfg[key].get("transforms"), cfg, f"{key}.transforms")
-    segmentor = load_segmentor_args(cfg, args.model, meta.num_classes, args)
+    segmentor = load_segmentor(args.model, config=cfg, num_classes=meta.num_classes, **inference_overrides(args))
     root = Path(args.input) if Path(args.input).is_dir() else None
     written = predict_files(segmentor, files, args.save_dir, transforms, meta.palette,
                             device=resolve_device(args.device, "--device"), root=root, alpha=args.alpha, progress=sys.stderr.isatty())

@@ -13,7 +13,7 @@ import sys
 import json
 from pathlib import Path
 
-from .common import add_config_args, add_inference_args, inference_overrides, load_config_args, load_segmentor_args
+from .common import add_config_args, add_inference_args, inference_overrides, load_config_args
 
 HELP = "evaluate a checkpoint on the validation set"
 
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = build.build_dataset(cfg, "val_dataset", "val")
     opts = build.build_options(cfg)
     task = get_task(cfg.get("task", "semantic")).from_config(cfg, dataset, dataset)
-    segmentor = load_segmentor_args(cfg, args.model, dataset.num_classes, args)
+    segmentor = task.load(args.model, **inference_overrides(args))
     device = resolve_device(args.device, "--device")
     segmentor.to(device)
     workers = opts.num_workers if args.num_workers is None else args.num_workers

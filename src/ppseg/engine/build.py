@@ -32,7 +32,6 @@ from ..data.transforms import build_transforms
 from ..errors import ConfigError
 from ..losses import LOSSES
 from ..registry import MODELS, create_model
-from ..semantic.segmentor import Segmentor
 from .optim import OPTIMIZERS
 from .options import TrainOptions
 from .schedule import SCHEDULES, LRScheduler
@@ -54,7 +53,7 @@ def check_top_level(cfg: Config) -> None:
         raise ConfigError(f"{cfg.where('seed')}: expected an integer, got {cfg['seed']!r}")
 
 
-def _section(cfg: Config, key: str, required: bool = True) -> Mapping[str, Any] | None:
+def section(cfg: Config, key: str, required: bool = True) -> Mapping[str, Any] | None:
     value = cfg.get(key)
     if value is None:
         if required:
@@ -66,7 +65,7 @@ def _section(cfg: Config, key: str, required: bool = True) -> Mapping[str, Any] 
 
 
 def build_dataset(cfg: Config, key: str, mode: str) -> SegDataset:
-    spec = _section(cfg, key)
+    spec = section(cfg, key)
     assert spec is not None
     if "mode" in spec:
         raise ConfigError(f"{cfg.where(key + '.mode')}: set by the section ({key} is always mode '{mode}'); remove it")
@@ -85,7 +84,7 @@ class DatasetMeta:
 
 def dataset_meta(cfg: Config, key: str) -> DatasetMeta:
     """num_classes, class names and palette of a dataset section (validated like the real build)."""
-    spec = _section(cfg, key)
+    spec = section(cfg, key)
     assert spec is not None
     kind = spec.get("type")
     if not isinstance(kind, str) or kind not in DATASETS:
@@ -105,7 +104,7 @@ def dataset_meta(cfg: Config, key: str) -> DatasetMeta:
 
 def model_spec(cfg: Config, num_classes: int | None = None) -> tuple[str, dict[str, Any]]:
     """The registered model name and validated kwargs; ``num_classes`` filled from the dataset."""
-    spec = dict(_section(cfg, "model") or {})
+    spec = dict(section(cfg, "model") or {})
     if "type" not in spec:
         raise ConfigError(f"{cfg.where('model')}: missing 'type' (a registered model, e.g. {next(iter(MODELS))})")
     name = spec.pop("type")
@@ -130,21 +129,8 @@ def build_model(cfg: Config, num_classes: int | None = None) -> tuple[str, dict[
         raise ConfigError(f"{cfg.where('model')}: {name}: {e}") from None
 
 
-def segmentor_kwargs(cfg: Config) -> dict[str, Any]:
-    return build_kwargs(_section(cfg, "segmentor", required=False) or {}, Segmentor, cfg, "segmentor",
-                        exclude=("model",))
-
-
-def build_segmentor(cfg: Config, model: nn.Module, **overrides: Any) -> Segmentor:
-    kwargs = {**segmentor_kwargs(cfg), **{k: v for k, v in overrides.items() if v is not None}}
-    try:
-        return Segmentor(model, **kwargs)
-    except ConfigError as e:
-        raise ConfigError(f"{cfg.where('segmentor')}: {e}") from None
-
-
 def build_losses(cfg: Config) -> tuple[list[nn.Module], list[float]]:
-    spec = _section(cfg, "loss")
+    spec = section(cfg, "loss")
     assert spec is not None
     check_keys(spec, ("types", "coef"), cfg, "loss")
     types = spec.get("types")
@@ -165,7 +151,7 @@ def build_losses(cfg: Config) -> tuple[list[nn.Module], list[float]]:
 
 
 def build_options(cfg: Config) -> TrainOptions:
-    kwargs = build_kwargs(_section(cfg, "train", required=False) or {}, TrainOptions, cfg, "train")
+    kwargs = build_kwargs(section(cfg, "train", required=False) or {}, TrainOptions, cfg, "train")
     try:
         return TrainOptions(**kwargs)
     except ConfigError as e:
@@ -186,7 +172,7 @@ class OptimSpec:
 
 
 def optim_spec(cfg: Config) -> OptimSpec:
-    spec = dict(_section(cfg, "optimizer") or {})
+    spec = dict(section(cfg, "optimizer") or {})
     if not isinstance(spec.get("type"), str) or spec["type"] not in OPTIMIZERS:
         build_typed({"type": spec.get("type")}, OPTIMIZERS, cfg, "optimizer")  # did-you-mean error
     name = spec.pop("type")
@@ -197,5 +183,5 @@ def optim_spec(cfg: Config) -> OptimSpec:
         raise ConfigError(f"{cfg.where('optimizer')}: {e}") from None
     except (ValueError, TypeError) as e:
         raise ConfigError(f"{cfg.where('optimizer')}: {name}: {e}") from None
-    schedule = build_typed(_section(cfg, "lr_scheduler"), SCHEDULES, cfg, "lr_scheduler")
+    schedule = build_typed(section(cfg, "lr_scheduler"), SCHEDULES, cfg, "lr_scheduler")
     return OptimSpec(name, kwargs, schedule)

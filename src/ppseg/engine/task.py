@@ -3,7 +3,8 @@
 The trainer loop, AMP, EMA, DDP, checkpointing and resume exist once (:mod:`ppseg.engine.trainer`);
 a :class:`Task` supplies everything else:
 
-* ``wrap(model)``: the inference wrapper (normalisation, inference modes) around a network;
+* ``wrap(model)`` / ``load(path)``: the inference wrapper (normalisation, inference modes) around a
+  network, or around the one a weights file holds;
 * ``collate(samples)``: a batch from :class:`~ppseg.data.sample.Sample` s;
 * ``train_step(net, batch, rng)``: one batch -> :class:`StepResult` (loss + logged terms). ``rng``
   is a generator derived from the batch's per-sample seeds (:func:`step_generator`), so a step
@@ -98,6 +99,11 @@ class Task(ABC):
     @abstractmethod
     def collate(self, samples: Sequence[Sample]) -> dict[str, Any]:
         """A batch (tensors on the CPU) from samples."""
+
+    @abstractmethod
+    def load(self, path: str, **overrides: Any) -> nn.Module:
+        """The inference wrapper of a weights file (``ppseg val --model``); ``overrides`` are the
+        command's inference flags."""
 
     def to(self, device: torch.device) -> Task:
         """Move loss buffers (class weights...) to ``device``."""

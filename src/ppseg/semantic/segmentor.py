@@ -232,6 +232,25 @@ class Segmentor(nn.Module):
         return self.predict(images, size=tuple(size))
 
 
+def segmentor_kwargs(cfg: Config) -> dict[str, Any]:
+    """The config's ``segmentor`` section, validated against :class:`Segmentor`'s signature."""
+    from ..config import build_kwargs
+    from ..engine.build import section
+
+    return build_kwargs(section(cfg, "segmentor", required=False) or {}, Segmentor, cfg, "segmentor",
+                        exclude=("model",))
+
+
+def build_segmentor(cfg: Config, model: nn.Module, **overrides: Any) -> Segmentor:
+    """A :class:`Segmentor` around ``model`` from the config's ``segmentor`` section (+ ``overrides``;
+    ``None`` values ignored); a bad value is one error naming the config file and section."""
+    kwargs = {**segmentor_kwargs(cfg), **{k: v for k, v in overrides.items() if v is not None}}
+    try:
+        return Segmentor(model, **kwargs)
+    except ConfigError as e:
+        raise ConfigError(f"{cfg.where('segmentor')}: {e}") from None
+
+
 def check_model_kwargs(name: str, config_kwargs: dict, ckpt: dict, path: str | Path) -> None:
     """Refuse a weights file built with other inference-relevant kwargs (e.g. ``aam_gate_act``)
     than the config: shapes alone cannot tell a sigmoid-gated model from a relu6-gated one.
@@ -282,7 +301,7 @@ def load_segmentor(path: str | Path, *, config: "Config | None" = None, num_clas
         name, kwargs, model = build.build_model(config, num_classes)
         check_model_kwargs(name, kwargs, ckpt, path)
         load_weights(model, ckpt, Path(path), name)
-        return build.build_segmentor(config, model, **overrides).eval()
+        return build_segmentor(config, model, **overrides).eval()
     name = ckpt.get("model")
     if not name:
         raise PPSegError(f"{path}: the checkpoint does not record its model name")

@@ -23,7 +23,7 @@ from ..errors import DataError
 from ..losses import compute_losses
 from ..models.layers import output_list
 from .evaluate import evaluate
-from .segmentor import Segmentor
+from .segmentor import Segmentor, build_segmentor, load_segmentor, segmentor_kwargs
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import Config
@@ -104,7 +104,7 @@ class SemanticTask(Task):
 
         losses, coef = build.build_losses(cfg)
         key = "val_dataset" if cfg.get("val_dataset") else "train_dataset"
-        return cls(losses, coef, build.segmentor_kwargs(cfg), train_set.num_classes, train_set.class_names,
+        return cls(losses, coef, segmentor_kwargs(cfg), train_set.num_classes, train_set.class_names,
                    (cfg.get(key) or {}).get("transforms") if key == "val_dataset" else [], cfg)
 
     def model_overrides(self) -> dict[str, Any]:
@@ -112,10 +112,12 @@ class SemanticTask(Task):
 
     def wrap(self, model: nn.Module) -> Segmentor:
         if self.cfg is not None:
-            from ..engine import build
-
-            return build.build_segmentor(self.cfg, model)
+            return build_segmentor(self.cfg, model)
         return Segmentor(model, **self.segmentor_kwargs)
+
+    def load(self, path: str, **overrides: Any) -> Segmentor:
+        """The inference wrapper of a weights file, built as the config says (``ppseg val``)."""
+        return load_segmentor(path, config=self.cfg, num_classes=self.num_classes, **overrides)
 
     def collate(self, samples: Sequence[Sample]) -> dict[str, Any]:
         return collate(samples)

@@ -6,7 +6,7 @@
 A weights file, an ONNX export + sidecar (no transforms_version) and their predictions on one image;
 tests/test_legacy_files.py checks that today's code loads them and predicts the same labels.
 """
-import sys, json
+import sys
 from pathlib import Path
 import numpy as np, torch
 sys.path.insert(0, "/tmp/oldtree/src"); sys.path.insert(0, "/tmp/oldtree/tests")
