@@ -94,7 +94,8 @@ class Task(ABC):
 
     @abstractmethod
     def wrap(self, model: nn.Module) -> nn.Module:
-        """The inference wrapper around ``model`` (it also runs the training forward)."""
+        """The inference wrapper around ``model`` (it also runs the training forward). It keeps the
+        network as ``.model``: the optimizer, EMA and weights files work on that."""
 
     @abstractmethod
     def collate(self, samples: Sequence[Sample]) -> dict[str, Any]:

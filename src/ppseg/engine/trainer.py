@@ -84,9 +84,6 @@ class Trainer:
         self.seed: int = cfg.get("seed", 0)
         self.train_set = build.build_dataset(cfg, "train_dataset", "train")
         self.val_set = build.build_dataset(cfg, "val_dataset", "val") if cfg.get("val_dataset") else None
-        if self.val_set is not None and self.val_set.num_classes != self.train_set.num_classes:
-            raise ConfigError(f"{cfg.where('val_dataset.num_classes')}: {self.val_set.num_classes}, "
-                              f"but train_dataset has {self.train_set.num_classes}")
         self.task: Task = get_task(cfg.get("task", "semantic"), cfg.where("task") if "task" in cfg else "task") \
             .from_config(cfg, self.train_set, self.val_set)
         self.model_name, self.model_kwargs = build.model_spec(cfg, **self.task.model_overrides())
@@ -102,21 +99,21 @@ class Trainer:
         autocast_for(self.device, self.opts.amp)  # validates amp for the device
         seed_everything(self.seed)
         _, _, model = build.build_model(cfg, **self.task.model_overrides())
-        self.segmentor: nn.Module = self.task.wrap(model)
+        self.wrapper: nn.Module = self.task.wrap(model)  # the task's inference wrapper (a Segmentor, ...)
         if self.opts.sync_bn and self.world > 1:
-            self.segmentor = dist.convert_sync_batchnorm(self.segmentor, self.device)
-        self.segmentor.to(self.device)
+            self.wrapper = dist.convert_sync_batchnorm(self.wrapper, self.device)
+        self.wrapper.to(self.device)
         if self.opts.channels_last:
-            self.segmentor.to(memory_format=torch.channels_last)
-        self.optimizer, self.scheduler = self.optim_spec.build(self.segmentor.model, self.iters)
+            self.wrapper.to(memory_format=torch.channels_last)
+        self.optimizer, self.scheduler = self.optim_spec.build(self.wrapper.model, self.iters)
         self.task.to(self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.opts.amp == "fp16")
-        self.ema = ModelEMA(self.segmentor, self.opts.ema_decay) if self.opts.ema else None
-        self.task.prepare(self.segmentor, amp=self.opts.amp, world=self.world, device=self.device)
-        self.ddp: nn.Module = self.segmentor
+        self.ema = ModelEMA(self.wrapper, self.opts.ema_decay) if self.opts.ema else None
+        self.task.prepare(self.wrapper, amp=self.opts.amp, world=self.world, device=self.device)
+        self.ddp: nn.Module = self.wrapper
         if self.world > 1:
             self.ddp = nn.parallel.DistributedDataParallel(
-                self.segmentor, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                self.wrapper, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
         self.iter = 0
         self.best: dict[str, dict[str, Any]] = {}
@@ -140,7 +137,7 @@ class Trainer:
         ckpt = load_file(path)
         if "optimizer" not in ckpt:
             raise PPSegError(f"{path}: a weights file, not a training checkpoint; resume needs checkpoints/latest.pt")
-        load_weights(self.segmentor.model, ckpt, path, self.model_name)
+        load_weights(self.wrapper.model, ckpt, path, self.model_name)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
@@ -160,7 +157,7 @@ class Trainer:
             gathered: list[Any] = [None] * self.world
             torch.distributed.all_gather_object(gathered, rng)
             rng = gathered
-        state = weights_file(self.model_name, self.model_kwargs, self.segmentor.model.state_dict(),
+        state = weights_file(self.model_name, self.model_kwargs, self.wrapper.model.state_dict(),
                              ppseg_version=__version__, iter=self.iter)
         state.update({
             "iter": self.iter,
@@ -209,7 +206,7 @@ class Trainer:
         if self.val_set is None:
             return
         task, key = self.task, self.task.best_score
-        models = [("", self.segmentor)] + ([("ema_", self.ema.module)] if self.ema else [])
+        models = [("", self.wrapper)] + ([("ema_", self.ema.module)] if self.ema else [])
         for prefix, wrapper in models:
             scores = task.evaluate(wrapper, self.val_set, device=self.device, num_workers=self.opts.num_workers,
                                    amp=self.opts.amp, rank=self.rank, world_size=self.world, progress=False)
@@ -284,7 +281,7 @@ class Trainer:
         loader = make_train_loader(self.train_set, sampler, opts.num_workers, self.task.collate,
                                    pin_memory=self.device.type == "cuda")
         if dist.is_main():
-            n_params = sum(p.numel() for p in self.segmentor.model.parameters())
+            n_params = sum(p.numel() for p in self.wrapper.model.parameters())
             log.info("ppseg %s | model %s (%s params) | %d train images | batch %d x %d process(es) | "
                      "%d iters | device %s | amp %s | run dir %s%s", __version__, self.model_name,
                      f"{n_params:,}", len(self.train_set), self.batch_size, self.world, self.iters,
@@ -304,7 +301,7 @@ class Trainer:
         t_start, start_iter = time.perf_counter(), self.iter
         while self.iter < self.iters:
             batch = next(data_iter)
-            step = self.task.train_step(self.ddp, self.segmentor, batch, device=self.device,
+            step = self.task.train_step(self.ddp, self.wrapper, batch, device=self.device,
                                         channels_last=opts.channels_last, autocast=autocast_for(self.device, opts.amp),
                                         rng=step_generator(batch["seed"]))
             loss, terms = step.loss, step.terms
@@ -315,14 +312,14 @@ class Trainer:
             self.scaler.scale(loss).backward()
             if opts.clip_grad_norm is not None:
                 self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.segmentor.parameters(), opts.clip_grad_norm)
+                torch.nn.utils.clip_grad_norm_(self.wrapper.parameters(), opts.clip_grad_norm)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             lr = self.scheduler.get_lr()
             self.scheduler.step()
             self.iter += 1
             if self.ema is not None:
-                self.ema.update(self.segmentor, self.iter)
+                self.ema.update(self.wrapper, self.iter)
             window_loss.append(float(loss.detach()))
             for k, v in terms.items():
                 window_terms.setdefault(k, []).append(float(v))
@@ -358,7 +355,7 @@ class Trainer:
         if progress is not None:
             progress.close()
         if dist.is_main():
-            self._save_weights("last_model.pt", self.segmentor.model, iter=self.iter)
+            self._save_weights("last_model.pt", self.wrapper.model, iter=self.iter)
             if self.ema is not None:
                 self._save_weights("last_ema_model.pt", self.ema.module.model, iter=self.iter)
             self._write_history()

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from ..data.sample import Sample
 from ..data.transforms import describe_transforms
 from ..engine.task import Scores, StepResult, Task
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..losses import compute_losses
 from ..models.layers import output_list
 from .evaluate import evaluate
@@ -102,6 +102,9 @@ class SemanticTask(Task):
     def from_config(cls, cfg: Config, train_set: Any, val_set: Any | None) -> SemanticTask:
         from ..engine import build
 
+        if val_set is not None and val_set.num_classes != train_set.num_classes:
+            raise ConfigError(f"{cfg.where('val_dataset.num_classes')}: {val_set.num_classes}, "
+                              f"but train_dataset has {train_set.num_classes}")
         losses, coef = build.build_losses(cfg)
         key = "val_dataset" if cfg.get("val_dataset") else "train_dataset"
         return cls(losses, coef, segmentor_kwargs(cfg), train_set.num_classes, train_set.class_names,
