@@ -60,12 +60,51 @@ class Config(dict):
 # ----------------------------------------------------------------------------- loading
 
 
+#: a config file larger than this is refused before parsing
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+#: a config whose values, with every YAML alias expanded, number more than this is refused
+MAX_CONFIG_VALUES = 1_000_000
+
+
+def _expanded_size(value: Any, limit: int, memo: dict[int, int] | None = None) -> int:
+    """How many values ``value`` holds with shared (aliased) nodes counted at every use;
+    stops counting past ``limit``. YAML aliases are shared, so this stays cheap."""
+    memo = {} if memo is None else memo
+    if not isinstance(value, (dict, list)):
+        return 1
+    if id(value) in memo:
+        return memo[id(value)]
+    memo[id(value)] = limit + 1  # a cycle counts as too large
+    items = list(value.values()) if isinstance(value, dict) else value
+    total = 1
+    for v in items:
+        total += _expanded_size(v, limit, memo)
+        if total > limit:
+            break
+    memo[id(value)] = total
+    return total
+
+
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {size / 1e6:.1f} MB is too large for a config file "
+                              f"(limit {MAX_CONFIG_BYTES / 1e6:.0f} MB)")
+        raw = path.read_bytes()
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            line = raw[: e.start].count(b"\n") + 1
+            raise ConfigError(f"{path} (line {line}): not UTF-8 text (byte 0x{raw[e.start]:02x}); "
+                              "save the config as UTF-8") from None
+        data = yaml.safe_load(text)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config ({e.strerror or e})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -75,6 +114,13 @@ def _read_yaml(path: Path) -> dict:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
+    try:
+        too_big = _expanded_size(data, MAX_CONFIG_VALUES) > MAX_CONFIG_VALUES
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
+    if too_big:
+        raise ConfigError(f"{path}: the config expands to more than {MAX_CONFIG_VALUES:,} values "
+                          "(YAML aliases nested into a 'billion laughs'?); write it out plainly")
     return data
 
 

@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader (or a kill) never sees a half-written file."""
+"""Atomic file writes (a reader, or a kill, never sees a half-written file) and output-path checks
+made before any work starts."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
+
+from .errors import PPSegError
 
 
 @contextmanager
@@ -36,3 +39,72 @@ def atomic_open(path: str | Path, fsync: bool = True) -> Iterator[BinaryIO]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temp_files(folder: str | Path) -> list[Path]:
+    """Delete the temp files :func:`atomic_open` left in ``folder`` when its process was killed
+    (``.<name>.<pid>.<hex>.tmp`` whose pid no longer runs); returns what was removed."""
+    import re
+
+    removed: list[Path] = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for p in folder.glob(".*.tmp"):
+        m = re.fullmatch(r"\..+\.(\d+)\.[0-9a-f]{8}\.tmp", p.name)
+        if m is None or _pid_alive(int(m.group(1))):
+            continue
+        p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write UTF-8 text through :func:`atomic_open` (a JSON report, a log summary)."""
+    with atomic_open(path, fsync=False) as f:
+        f.write(text.encode("utf-8"))
+
+
+def check_output_path(path: str | Path, option: str, kind: Literal["file", "dir"] = "file") -> Path:
+    """Check, before the work starts, that ``path`` can be written as a ``kind``.
+
+    Refuses a file where a folder is wanted and the other way round, a path that lies under
+    an existing file, and a folder that cannot be written; the message names ``option`` (e.g.
+    ``--save-dir``) and the path. Creates nothing."""
+    p = Path(path)
+    if kind == "dir" and p.exists() and not p.is_dir():
+        raise PPSegError(f"{option} {p}: exists and is not a folder")
+    if kind == "file" and p.is_dir():
+        raise PPSegError(f"{option} {p}: is a folder; give a file name")
+    ancestor = p if kind == "dir" else p.parent
+    ancestor = ancestor.absolute()
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise PPSegError(f"{option} {p}: lies under {ancestor}, which is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise PPSegError(f"{option} {p}: {ancestor} is not writable")
+    return p
+
+
+def describe_os_error(e: OSError) -> str:
+    """One line for an OS error: what happened and to which path (``no space left on device: PATH``)."""
+    import errno
+
+    paths = [str(f) for f in (e.filename, getattr(e, "filename2", None)) if f is not None]
+    what = e.strerror or str(e) or type(e).__name__
+    if e.errno == errno.ENOSPC:
+        return f"no space left on device{': ' + paths[0] if paths else ''}"
+    return f"{' -> '.join(paths)}: {what}" if paths else what

@@ -86,9 +86,13 @@ def parse_background(spec: str) -> Background:
             raise ConfigError(f"--background {spec!r}: expected image:PATH")
         if not Path(arg).is_file():
             raise ConfigError(f"--background {spec!r}: {arg}: file not found")
-        img = cv2.imread(arg, cv2.IMREAD_COLOR)
-        if img is None:
-            raise ConfigError(f"--background {spec!r}: {arg}: not a readable image")
+        from ..data.io import read_image
+        from ..errors import DataError
+
+        try:
+            img = cv2.cvtColor(read_image(arg), cv2.COLOR_RGB2BGR)
+        except DataError as e:
+            raise ConfigError(f"--background {spec!r}: {e}") from None
         return Background("image", image_bgr=img)
     if kind == "blur":
         k = 31

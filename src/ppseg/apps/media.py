@@ -22,7 +22,7 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-from ..data.io import IMAGE_SUFFIXES, list_images, write_image
+from ..data.io import read_image, IMAGE_SUFFIXES, list_images, write_image
 from ..errors import ConfigError, DataError, PPSegError
 
 __all__ = ["VIDEO_SUFFIXES", "WRITE_VIDEO_SUFFIXES", "Source", "open_source", "VideoSink", "write_frame",
@@ -59,9 +59,7 @@ class Source:
             for f in self.files:
                 if max_frames is not None and n >= max_frames:
                     return
-                img = cv2.imread(str(f), cv2.IMREAD_COLOR)
-                if img is None:
-                    raise DataError(f"{f}: cannot read image (not a decodable image file)")
+                img = cv2.cvtColor(read_image(f), cv2.COLOR_RGB2BGR)  # the readers' pixel limit applies
                 n += 1
                 yield str(f.relative_to(self.root) if self.root else Path(f.name)), img
             return

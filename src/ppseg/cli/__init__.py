@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from .. import __version__
 from ..errors import PPSegError
+from ..fileio import describe_os_error
 from . import bench, check_data, convert, export, humanseg, predict, train, val
 
 COMMANDS = {"train": train, "val": val, "predict": predict, "check-data": check_data, "convert": convert,
@@ -17,6 +19,8 @@ COMMANDS = {"train": train, "val": val, "predict": predict, "check-data": check_
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ppseg", description="Fast segmentation: train, evaluate, predict.")
     parser.add_argument("--version", action="version", version=f"ppseg {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show Python tracebacks instead of one-line errors (also PPSEG_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module in COMMANDS.items():
         p = sub.add_parser(name, help=module.HELP, description=module.__doc__,
@@ -49,13 +53,27 @@ def setup_logging() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command. Expected failures (bad input, OS errors with their path, out of memory) are
+    one line on stderr and exit code 1; ``--debug`` or ``PPSEG_DEBUG=1`` shows the traceback.
+    Anything else is a bug in ppseg and keeps its traceback."""
     args = build_parser().parse_args(argv)
     setup_logging()
+    debug = args.debug or os.environ.get("PPSEG_DEBUG", "") not in ("", "0")
+
+    def fail(message: str) -> int:
+        if debug:
+            raise
+        print(f"ppseg {args.command}: error: {message}", file=sys.stderr)
+        return 1
+
     try:
         return int(args.run(args) or 0)
     except PPSegError as e:
-        print(f"ppseg {args.command}: error: {e}", file=sys.stderr)
-        return 1
+        return fail(str(e))
+    except OSError as e:
+        return fail(describe_os_error(e))
+    except MemoryError:
+        return fail("out of memory (try a smaller input, batch or image size)")
     except ModuleNotFoundError as e:
         if (e.name or "").split(".")[0] != "torch":
             raise

@@ -135,14 +135,16 @@ def config_from_args(args: argparse.Namespace):  # -> BenchConfig
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from ..bench import run_benchmark
     from ..bench.config import check_config
     from ..bench.report import format_table, rows_to_json
 
+    from ..fileio import check_output_path, write_text_atomic
+
     cfg = config_from_args(args)
     check_config(cfg)
+    if args.json:
+        check_output_path(args.json, "--json")
     rows = run_benchmark(cfg, progress=lambda s: print(s, flush=True))
     n, _, h, w = cfg.input_shape
     print(f"\nimage -> label map, {n} x {w}x{h} RGB uint8, {rows[0]['num_classes'] if rows else '?'} classes, "
@@ -154,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     if versions:
         print("versions: " + "; ".join(versions))
     if args.json:
-        Path(args.json).write_text(json.dumps(rows_to_json(rows, cfg), indent=2), encoding="utf-8")
+        write_text_atomic(args.json, json.dumps(rows_to_json(rows, cfg), indent=2))
         print(f"wrote {args.json}")
     failed = [r for r in rows if r.get("error")]
     return 1 if failed else 0

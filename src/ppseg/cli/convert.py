@@ -38,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
     from ..convert.api import convert_checkpoint
     from ..errors import ConfigError
 
+    from ..fileio import check_output_path
+
+    check_output_path(args.out, "--out")
     kwargs: dict = {}
     for key, value in parse_opts(args.opts):
         if "." in key:

@@ -47,8 +47,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     import torch
 
     from ..data.io import list_images
@@ -57,7 +55,12 @@ def run(args: argparse.Namespace) -> int:
     from ..export import export_onnx
     from ..semantic.segmentor import build_segmentor, load_segmentor
 
+    from ..fileio import check_output_path, write_text_atomic
+
     cfg = load_config_args(args)
+    check_output_path(args.out, "--out", "dir")
+    if args.json:
+        check_output_path(args.json, "--json")
     if args.quantize and not args.calib_data:
         raise ConfigError("--quantize int8 needs --calib-data DIR (a few dozen representative images)")
     if args.calib_data and not args.quantize:
@@ -98,6 +101,6 @@ def run(args: argparse.Namespace) -> int:
           f"onnx.checker ok, ONNX Runtime vs torch: {detail}"
           + (f", INT8 ({result.sidecar.quantization['calibration_images']} calibration images)" if args.quantize else ""))
     if args.json:
-        Path(args.json).write_text(json.dumps({"onnx": str(result.onnx_path), "sidecar": str(result.sidecar_path),
-                                               "check": c}, indent=2), encoding="utf-8")
+        write_text_atomic(args.json, json.dumps({"onnx": str(result.onnx_path), "sidecar": str(result.sidecar_path),
+                                               "check": c}, indent=2))
     return 0

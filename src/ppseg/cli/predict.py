@@ -35,8 +35,11 @@ def run(args: argparse.Namespace) -> int:
 
     from ..device import resolve_device
 
+    from ..fileio import check_output_path
+
     cfg = load_config_args(args)
     inference_overrides(args)
+    check_output_path(args.save_dir, "--save-dir", "dir")
     files = collect_images(args.input)
     if not 0 <= args.alpha <= 1:
         raise ConfigError(f"--alpha must be in [0, 1], got {args.alpha}")

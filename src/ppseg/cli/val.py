@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import sys
 import json
-from pathlib import Path
 
 from .common import add_config_args, add_inference_args, inference_overrides, load_config_args
 
@@ -32,8 +31,13 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.task import get_task
     from ..errors import ConfigError
 
+    from ..fileio import check_output_path, write_text_atomic
+
     cfg = load_config_args(args)
     inference_overrides(args)  # validate flags before any work
+    for option, value in (("--json", args.json), ("--confusion-matrix", args.confusion_matrix)):
+        if value:
+            check_output_path(value, option)
     if not cfg.get("val_dataset"):
         raise ConfigError(f"{cfg.path}: no val_dataset section to evaluate on")
     dataset = build.build_dataset(cfg, "val_dataset", "val")
@@ -50,6 +54,6 @@ def run(args: argparse.Namespace) -> int:
         scores.artifacts["confusion_matrix"](args.confusion_matrix)
         print(f"confusion matrix: {args.confusion_matrix}")
     if args.json:
-        Path(args.json).write_text(json.dumps(scores.details, indent=2), encoding="utf-8")
+        write_text_atomic(args.json, json.dumps(scores.details, indent=2))
         print(f"metrics: {args.json}")
     return 0

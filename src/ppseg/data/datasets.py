@@ -214,9 +214,18 @@ class FileListDataset(SegDataset):
             raise DataError(f"file list '{file_list}' not found (also looked in '{self.dataset_root}')")
         self.file_list = list_path
         self.separator = separator
-        with open(list_path, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                self._parse_line(line, lineno)
+        try:
+            raw = Path(list_path).read_bytes()
+        except OSError as e:
+            raise DataError(f"file list '{list_path}': cannot read it ({e.strerror or e})") from None
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            line = raw[: e.start].count(b"\n") + 1
+            raise DataError(f"{list_path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x}); "
+                            "save the file list as UTF-8") from None
+        for lineno, line in enumerate(text.splitlines(), 1):
+            self._parse_line(line, lineno)
         self._finish_init(f"file list '{list_path}'")
 
     def _parse_line(self, line: str, lineno: int) -> None:

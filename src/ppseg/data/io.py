@@ -77,6 +77,53 @@ def _read_bytes(path: PathLike, what: str) -> np.ndarray:
     return data
 
 
+#: the largest image (width x height) the readers decode; ``PPSEG_MAX_IMAGE_PIXELS`` raises it
+DEFAULT_MAX_IMAGE_PIXELS = 128_000_000
+
+
+def max_image_pixels() -> int:
+    """The pixel limit of the image readers: ``PPSEG_MAX_IMAGE_PIXELS`` or 128 megapixels."""
+    value = os.environ.get("PPSEG_MAX_IMAGE_PIXELS", "")
+    if not value:
+        return DEFAULT_MAX_IMAGE_PIXELS
+    try:
+        n = int(value)
+    except ValueError:
+        raise DataError(f"PPSEG_MAX_IMAGE_PIXELS must be a whole number of pixels, got {value!r}") from None
+    if n < 1:
+        raise DataError(f"PPSEG_MAX_IMAGE_PIXELS must be positive, got {n}")
+    return n
+
+
+class _no_pil_bomb_check:
+    """PIL's own decompression-bomb limit off while decoding (ours, :func:`max_image_pixels`, was checked)."""
+
+    def __enter__(self) -> None:
+        self._saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+
+    def __exit__(self, *exc: object) -> None:
+        Image.MAX_IMAGE_PIXELS = self._saved
+
+
+def _check_size(data: np.ndarray, path: PathLike, what: str) -> None:
+    """Refuse an image larger than :func:`max_image_pixels` from its header, before decoding it."""
+    import io
+
+    limit = max_image_pixels()
+    try:
+        with _no_pil_bomb_check(), Image.open(io.BytesIO(data.tobytes())) as im:  # reads the header only
+            w, h = im.size
+    except Exception:  # noqa: BLE001 - not a PIL-readable header: the decoder below says what is wrong
+        return
+    if w * h > limit:
+        def amount(n: int) -> str:
+            return f"{n / 1e6:.0f} megapixels" if n >= 10**6 else f"{n:,} pixels"
+
+        raise DataError(f"cannot read {what} '{os.fspath(path)}': {w}x{h} ({amount(w * h)}) is over the limit "
+                        f"of {amount(limit)}; shrink it, or raise the limit with PPSEG_MAX_IMAGE_PIXELS={w * h}")
+
+
 def read_image(path: PathLike) -> np.ndarray:
     """Read an image file as a uint8 ``H x W x 3`` RGB array.
 
@@ -85,7 +132,12 @@ def read_image(path: PathLike) -> np.ndarray:
     applied (OpenCV ``IMREAD_COLOR`` semantics, as in PaddleSeg).
     """
     data = _read_bytes(path, "image")
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    _check_size(data, path, "image")
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error as e:
+        raise DataError(f"cannot read image '{os.fspath(path)}': OpenCV cannot decode it "
+                        f"({str(e).strip().splitlines()[-1][:200]})") from None
     if img is None:
         raise DataError(f"cannot read image '{os.fspath(path)}': not a decodable image file")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
@@ -98,9 +150,9 @@ def read_label_raw(path: PathLike) -> tuple[np.ndarray, str]:
     ``H x W x C`` array. Used by :func:`read_label` and by check-data.
     """
     p = os.fspath(path)
-    _read_bytes(p, "label")  # existence / emptiness check with a clear message
+    _check_size(_read_bytes(p, "label"), p, "label")  # exists, not empty, not over the pixel limit
     try:
-        with Image.open(p) as im:
+        with _no_pil_bomb_check(), Image.open(p) as im:
             im.load()
             mode = im.mode
             if mode == "1":

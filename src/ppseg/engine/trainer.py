@@ -43,6 +43,7 @@ from ..config import Config, dump_config
 from ..errors import ConfigError, PPSegError
 from . import build, dist
 from ..device import resolve_device
+from ..fileio import check_output_path, remove_stale_temp_files
 from ..weights import atomic_save, load_file, load_weights, weights_file
 from .checkpoint import prune_checkpoints, rng_state, set_rng_state
 from .ema import ModelEMA
@@ -89,6 +90,7 @@ class Trainer:
         self.model_name, self.model_kwargs = build.model_spec(cfg, **self.task.model_overrides())
         self.optim_spec = build.optim_spec(cfg)
         self.save_dir = Path(save_dir or self.opts.save_dir or Path("output") / Path(cfg.path).stem)
+        check_output_path(self.save_dir, "--save-dir" if save_dir else "train.save_dir", "dir")
         self.resume_from = self._resume_path(resume)
 
         # ---- processes, device, model
@@ -183,6 +185,10 @@ class Trainer:
         if not dist.is_main():
             return
         self.save_dir.mkdir(parents=True, exist_ok=True)
+        for folder in (self.save_dir, self.save_dir / "checkpoints"):
+            remove_stale_temp_files(folder)  # left by a run killed while writing a checkpoint
+        for snapshot_tmp in (self.save_dir / "checkpoints").glob(".iter_*.pt.tmp"):
+            snapshot_tmp.unlink(missing_ok=True)
         (self.save_dir / "config.yaml").write_text(dump_config(self.cfg), encoding="utf-8")
         handler = logging.FileHandler(self.save_dir / "train.log", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
@@ -266,6 +272,14 @@ class Trainer:
         except PPSegError as e:
             log.error("[failed] at iteration %d: %s (the run is incomplete: no last_model.pt; "
                       "fix the input and continue with --resume)", self.iter, e)
+            raise
+        except KeyboardInterrupt:
+            log.error("[interrupted] at iteration %d (the run is incomplete: no last_model.pt; "
+                      "continue with --resume)", self.iter)
+            raise
+        except BaseException as e:
+            log.error("[failed] at iteration %d: %s: %s (the run is incomplete: no last_model.pt; "
+                      "continue with --resume once the cause is fixed)", self.iter, type(e).__name__, e)
             raise
         finally:
             if self.writer is not None:
