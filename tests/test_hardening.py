@@ -213,3 +213,99 @@ def test_file_list_that_is_not_utf8(trained, tmp_path, capsys):
     cfg = write_config(tmp_path / "c.yml", tiny_config(data, tmp_path / "run", **{"train_dataset.file_list": str(bad)}))
     one_line_error(capsys, ["train", "-c", str(cfg)], "train.txt:5", "not UTF-8")
     assert not (tmp_path / "run").exists()
+
+
+# ----------------------------------------------------------------------------- numbers, files and sidecars that validate late
+def test_a_refused_pickle_names_the_global_in_one_plain_line(tmp_path, capsys, trained):
+    _, _, cfg, _ = trained
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    import torch
+
+    torch.save({"format": "ppseg", "state_dict": {}, "x": [Evil()]}, tmp_path / "evil.pt")
+    line = one_line_error(capsys, ["val", "-c", str(cfg), "--model", str(tmp_path / "evil.pt")],
+                          "evil.pt", "refused", "(print)")
+    assert "\x1b" not in line and "pwned" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("seed", [-1, 2**40])
+def test_seed_out_of_range(seed, tmp_path, capsys, trained):
+    _, data, _, _ = trained
+    cfg = write_config(tmp_path / "c.yml", tiny_config(data, tmp_path / "run", seed=seed))
+    one_line_error(capsys, ["train", "-c", str(cfg)], "c.yml: seed", "4294967295")
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_after_changing_the_param_groups(tmp_path, capsys, trained):
+    _, data, _, _ = trained
+    cfg = write_config(tmp_path / "c.yml", tiny_config(data, tmp_path / "run", iters=2))
+    assert main(["train", "-c", str(cfg)]) == 0
+    changed = tiny_config(data, tmp_path / "run", iters=4, **{"optimizer.param_groups": [
+        {"match": ["bn", "bias"], "weight_decay": 0.0}]})
+    write_config(cfg, changed)
+    one_line_error(capsys, ["train", "-c", str(cfg), "--resume"], "latest.pt", "parameter groups", "param_groups")
+
+
+@pytest.mark.parametrize("shape, needle", [(["1", "3", "1", "1"], "H=1"), (["1", "3", "100000", "64"], "H=100000"),
+                                           (["9999", "3", "64", "64"], "batch N=9999")])
+def test_absurd_input_shapes(shape, needle, tmp_path, capsys, trained):
+    _, _, cfg, weights = trained
+    one_line_error(capsys, ["export", "-c", str(cfg), "--model", str(weights), "--out", str(tmp_path / "e"),
+                            "--input-shape", *shape], "--input-shape", needle)
+    assert not (tmp_path / "e").exists()
+    one_line_error(capsys, ["bench", "--model", "pp_humanseg_lite_v1", "--input-shape", *shape], "--input-shape")
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda c: c["model_kwargs"].update(num_classes=10**9), "num_classes 1000000000"),
+    (lambda c: c["model_kwargs"].update(num_classes="three"), "num_classes 'three'"),
+    (lambda c: c["meta"].update(segmentor={"mean": "grey"}), "segmentor settings"),
+    (lambda c: c["meta"].update(segmentor=[1, 2]), "segmentor settings"),
+    (lambda c: c.update(model_kwargs=[3]), "'model_kwargs' must be a dict"),
+])
+def test_weights_files_with_absurd_records(edit, needle, tmp_path, trained):
+    import torch
+
+    import ppseg
+    from ppseg.errors import PPSegError
+
+    _, _, _, weights = trained
+    ckpt = torch.load(weights, weights_only=True)
+    edit(ckpt)
+    torch.save(ckpt, tmp_path / "w.pt")
+    with pytest.raises(PPSegError, match=needle):
+        ppseg.load_segmentor(tmp_path / "w.pt")
+
+
+def test_bad_scales_are_blamed_on_the_command_line(trained, capsys):
+    _, _, cfg, weights = trained
+    line = one_line_error(capsys, ["val", "-c", str(cfg), "--model", str(weights), "--aug-eval", "--scales", "-1"],
+                          "--scales", "scales must be positive")
+    assert "cfg.yml" not in line
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda c: c["input"].update(mean="grey"), "input.mean must be a list of numbers"),
+    (lambda c: c.update(num_classes="3"), "num_classes must be an integer"),
+    (lambda c: c.update(palette=[[0, 0, 0], [255, 0, 0], [0, 999, 0]]), "palette"),
+    (lambda c: c["input"].update(shape=[1, 3, "h", None]), "input.shape"),
+    (lambda c: c["output"].update(op="softmax"), "output.op 'softmax' gives float32 NCHW"),
+    (lambda c: c["output"].update(op="softmax", dtype="float32", layout="NCHW"), "output.op 'softmax' means"),
+])
+def test_edited_sidecars_are_refused(edit, needle, tmp_path):
+    import json
+    import shutil
+
+    from ppseg.deploy import Predictor
+    from ppseg.errors import PPSegError
+
+    pytest.importorskip("onnxruntime")
+    shutil.copytree(Path(__file__).parent / "data" / "legacy" / "onnx", tmp_path / "m")
+    car = json.loads((tmp_path / "m" / "model.json").read_text())
+    edit(car)
+    (tmp_path / "m" / "model.json").write_text(json.dumps(car))
+    with pytest.raises(PPSegError, match=needle):
+        Predictor(tmp_path / "m" / "model.onnx")

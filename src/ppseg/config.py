@@ -464,3 +464,26 @@ def build_typed(
         raise ConfigError(f"{cfg.where(prefix)}: {e}") from None
     except (ValueError, TypeError) as e:
         raise ConfigError(f"{cfg.where(prefix)}: {name}: {e}") from None
+
+
+#: sizes an ``--input-shape`` may take: a batch of at most 256, sides from 32 to 8192 pixels
+INPUT_SHAPE_LIMITS = {"batch": (1, 256), "side": (32, 8192)}
+
+
+def check_input_shape(shape: Any, option: str = "--input-shape") -> tuple[int, int, int, int]:
+    """``N 3 H W`` with a sane batch and sides (:data:`INPUT_SHAPE_LIMITS`), or a :class:`ConfigError`
+    naming ``option``: a 1x1 or 100000x100000 input is a typo, not a model input."""
+    try:
+        values = tuple(int(v) for v in shape)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{option}: expected four integers N 3 H W, got {shape!r}") from None
+    (bmin, bmax), (smin, smax) = INPUT_SHAPE_LIMITS["batch"], INPUT_SHAPE_LIMITS["side"]
+    if len(values) != 4 or values[1] != 3:
+        raise ConfigError(f"{option}: expected N 3 H W (3 colour channels), got {list(values)}")
+    n, _, h, w = values
+    if not bmin <= n <= bmax:
+        raise ConfigError(f"{option}: batch N={n} must be in [{bmin}, {bmax}]")
+    for name, v in (("H", h), ("W", w)):
+        if not smin <= v <= smax:
+            raise ConfigError(f"{option}: {name}={v} must be in [{smin}, {smax}] pixels")
+    return values  # type: ignore[return-value]

@@ -16,6 +16,7 @@ the target, so a kill never leaves a half-written checkpoint behind.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +55,24 @@ def load_file(path: str | Path) -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling problem is the file's fault
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise PPSegError(f"{path}: not a readable ppseg checkpoint ({first[:200]})") from None
+        raise PPSegError(f"{path}: {_load_failure(e)}") from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT or "state_dict" not in obj:
         raise PPSegError(f"{path}: not a ppseg checkpoint (expected a file written by 'ppseg train' or 'ppseg convert')")
+    for key, kind in (("model_kwargs", dict), ("meta", dict), ("state_dict", dict)):
+        if key in obj and not isinstance(obj[key], kind):
+            raise PPSegError(f"{path}: '{key}' must be a {kind.__name__}, got {type(obj[key]).__name__}")
     return obj
+
+
+def _load_failure(e: BaseException) -> str:
+    """One plain line for a refused or unreadable file (no PyTorch advice, no terminal escapes)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if refused:
+        return (f"refused: it holds a Python object ({refused.group(1)}), and ppseg weights files hold "
+                "tensors only (a pickle that names code is never run)")
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return f"not a readable ppseg checkpoint ({(lines[0] if lines else type(e).__name__)[:200]})"
 
 
 def load_weights(model: nn.Module, ckpt: dict, path: str | Path, model_name: str) -> None:

@@ -96,11 +96,9 @@ def check_config(cfg: BenchConfig) -> None:
     from ..registry import get_factory
 
     get_factory(cfg.model)  # unknown model: did-you-mean error
-    shape = tuple(int(s) for s in cfg.input_shape)
-    if len(shape) != 4 or shape[1] != 3 or min(shape) < 1:
-        raise ConfigError(f"--input-shape must be N 3 H W with positive sizes, got {list(cfg.input_shape)}")
-    if shape[2] < 32 or shape[3] < 32:
-        raise ConfigError(f"--input-shape {list(shape)}: H and W must be at least 32 (the models downsample 32x)")
+    from ..config import check_input_shape
+
+    check_input_shape(cfg.input_shape)
     parse_backends(cfg.backends)
     parse_threads(cfg.threads)
     if cfg.output_op not in OUTPUT_OPS:

@@ -28,7 +28,7 @@ from ..data.palette import overlay as _overlay
 from ..data.sample import Sample
 from ..data.transforms import build_transforms
 from ..errors import ConfigError, DataError, PPSegError
-from .sidecar import Sidecar, read_sidecar
+from .sidecar import OUTPUT_OPS, Sidecar, read_sidecar
 
 __all__ = ["Predictor", "IMAGE_SUFFIXES", "list_images"]
 
@@ -153,6 +153,13 @@ class Predictor:
         if model_dtype != want or len(inputs[car.input.name].shape) != 4:
             raise PPSegError(f"{where}: input {car.input.name!r} is {model_dtype} "
                              f"{inputs[car.input.name].shape} in the model, the sidecar says {car.input.dtype} 4-D")
+        out = next(o for o in self.session.get_outputs() if o.name == car.output.name)
+        _, dtype, layout, _ = OUTPUT_OPS[car.output.op]
+        want_out = {"int64": "tensor(int64)", "float32": "tensor(float)"}[dtype]
+        if out.type != want_out or len(out.shape) != len(layout):
+            raise PPSegError(f"{where}: output.op {car.output.op!r} means a {dtype} {layout} output, but the model's "
+                             f"{out.name!r} is {out.type} with {len(out.shape)} dims (the sidecar was edited or "
+                             "belongs to another export)")
 
     # ------------------------------------------------------------------ pre-processing
 

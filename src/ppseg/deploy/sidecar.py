@@ -154,7 +154,56 @@ class Sidecar:
         car.validate(where)
         return car
 
+    def _check_types(self, where: str) -> None:
+        """Every field has the type the schema says (an edited sidecar fails here, not later)."""
+        def is_num(v: Any) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        def is_int(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        checks: list[tuple[str, Any, bool, str]] = [
+            ("input.name", self.input.name, isinstance(self.input.name, str), "a string"),
+            ("input.layout", self.input.layout, isinstance(self.input.layout, str), "a string"),
+            ("input.dtype", self.input.dtype, isinstance(self.input.dtype, str), "a string"),
+            ("input.shape", self.input.shape, isinstance(self.input.shape, list)
+             and all(v is None or (is_int(v) and v > 0) for v in self.input.shape), "a list of positive ints / null"),
+            ("input.color_order", self.input.color_order, isinstance(self.input.color_order, str), "a string"),
+            ("input.normalized_in_graph", self.input.normalized_in_graph,
+             isinstance(self.input.normalized_in_graph, bool), "true or false"),
+            ("input.mean", self.input.mean, isinstance(self.input.mean, list) and all(map(is_num, self.input.mean)),
+             "a list of numbers"),
+            ("input.std", self.input.std, isinstance(self.input.std, list) and all(map(is_num, self.input.std)),
+             "a list of numbers"),
+            ("output.name", self.output.name, isinstance(self.output.name, str), "a string"),
+            ("output.op", self.output.op, isinstance(self.output.op, str), "a string"),
+            ("num_classes", self.num_classes, is_int(self.num_classes), "an integer"),
+            ("class_names", self.class_names, isinstance(self.class_names, list)
+             and all(isinstance(c, str) for c in self.class_names), "a list of strings"),
+            ("palette", self.palette, isinstance(self.palette, list) and all(
+                isinstance(c, list) and len(c) == 3 and all(is_int(v) and 0 <= v <= 255 for v in c)
+                for c in self.palette), "a list of [r, g, b] in 0..255"),
+            ("resize", self.resize, isinstance(self.resize, list), "a list"),
+            ("transforms_version", self.transforms_version, is_int(self.transforms_version), "an integer"),
+            ("output_size_input", self.output_size_input,
+             self.output_size_input is None or isinstance(self.output_size_input, str), "a string or null"),
+            ("model_kwargs", self.model_kwargs, isinstance(self.model_kwargs, dict), "a mapping"),
+            ("opset", self.opset, is_int(self.opset), "an integer"),
+            ("onnx_sha256", self.onnx_sha256, isinstance(self.onnx_sha256, str), "a string"),
+            ("quantization", self.quantization, self.quantization is None or isinstance(self.quantization, dict),
+             "a mapping or null"),
+        ]
+        for name, value, ok, expected in checks:
+            if not ok:
+                raise PPSegError(f"{where}: {name} must be {expected}, got {value!r}")
+        if self.output.op in OUTPUT_OPS:
+            _, dtype, layout, _ = OUTPUT_OPS[self.output.op]
+            if (self.output.dtype, self.output.layout) != (dtype, layout):
+                raise PPSegError(f"{where}: output.op {self.output.op!r} gives {dtype} {layout}, but output.dtype/"
+                                 f"layout say {self.output.dtype!r} {self.output.layout!r}")
+
     def validate(self, where: str) -> None:
+        self._check_types(where)
         i = self.input
         if i.layout not in ("NCHW", "NHWC") or i.dtype not in ("float32", "uint8") or len(i.shape) != 4:
             raise PPSegError(f"{where}: input.layout/dtype/shape must be NCHW|NHWC, float32|uint8 and 4 dims, "

@@ -49,8 +49,9 @@ def check_top_level(cfg: Config) -> None:
         from .task import get_task
 
         get_task(cfg["task"], cfg.where("task"))
-    if "seed" in cfg and (not isinstance(cfg["seed"], int) or isinstance(cfg["seed"], bool)):
-        raise ConfigError(f"{cfg.where('seed')}: expected an integer, got {cfg['seed']!r}")
+    if "seed" in cfg and (not isinstance(cfg["seed"], int) or isinstance(cfg["seed"], bool)
+                          or not 0 <= cfg["seed"] < 2**32):
+        raise ConfigError(f"{cfg.where('seed')}: expected an integer in [0, {2**32 - 1}], got {cfg['seed']!r}")
 
 
 def section(cfg: Config, key: str, required: bool = True) -> Mapping[str, Any] | None:

@@ -140,9 +140,20 @@ class Trainer:
         if "optimizer" not in ckpt:
             raise PPSegError(f"{path}: a weights file, not a training checkpoint; resume needs checkpoints/latest.pt")
         load_weights(self.wrapper.model, ckpt, path, self.model_name)
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.scaler.load_state_dict(ckpt["scaler"])
+        saved = [len(g.get("params", [])) for g in ckpt["optimizer"].get("param_groups", [])] \
+            if isinstance(ckpt.get("optimizer"), dict) else None
+        now = [len(g["params"]) for g in self.optimizer.state_dict()["param_groups"]]
+        if saved != now:
+            raise PPSegError(f"{path}: the checkpoint's optimizer has parameter groups of sizes {saved}, the config "
+                             f"now makes {now} (optimizer.param_groups or the model changed); resume needs the "
+                             "same optimizer settings, or start a new run")
+        try:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+            self.scaler.load_state_dict(ckpt["scaler"])
+        except (KeyError, ValueError, TypeError) as e:
+            raise PPSegError(f"{path}: the optimizer / schedule state does not fit this config ({e}); "
+                             "resume needs the same optimizer and lr_scheduler settings") from None
         if self.ema is not None:
             if ckpt.get("ema") is None:
                 raise PPSegError(f"{path}: train.ema is on but the checkpoint has no EMA state")

@@ -58,10 +58,9 @@ class ExportResult:
 def _check_input_shape(input_shape: Sequence[int] | None) -> tuple[int, int, int, int] | None:
     if input_shape is None:
         return None
-    shape = tuple(int(s) for s in input_shape)
-    if len(shape) != 4 or shape[1] != 3 or min(shape) < 1:
-        raise ConfigError(f"--input-shape must be N 3 H W with positive sizes, got {list(input_shape)}")
-    return shape  # type: ignore[return-value]
+    from ..config import check_input_shape
+
+    return check_input_shape(input_shape)
 
 
 def _check_resize(transforms: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -232,6 +232,10 @@ class Segmentor(nn.Module):
         return self.predict(images, size=tuple(size))
 
 
+#: the most classes a weights file may record (label maps are written as 8- or 16-bit PNGs)
+MAX_CLASSES = 65535
+
+
 def segmentor_kwargs(cfg: Config) -> dict[str, Any]:
     """The config's ``segmentor`` section, validated against :class:`Segmentor`'s signature."""
     from ..config import build_kwargs
@@ -243,12 +247,21 @@ def segmentor_kwargs(cfg: Config) -> dict[str, Any]:
 
 def build_segmentor(cfg: Config, model: nn.Module, **overrides: Any) -> Segmentor:
     """A :class:`Segmentor` around ``model`` from the config's ``segmentor`` section (+ ``overrides``;
-    ``None`` values ignored); a bad value is one error naming the config file and section."""
-    kwargs = {**segmentor_kwargs(cfg), **{k: v for k, v in overrides.items() if v is not None}}
+    ``None`` values ignored); a bad value is one error naming the config file and section, or the
+    command-line flags when the overrides are at fault."""
+    base = segmentor_kwargs(cfg)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
     try:
-        return Segmentor(model, **kwargs)
+        seg = Segmentor(model, **base)
     except ConfigError as e:
         raise ConfigError(f"{cfg.where('segmentor')}: {e}") from None
+    if not overrides:
+        return seg
+    try:
+        return Segmentor(model, **{**base, **overrides})
+    except ConfigError as e:  # the command line's inference flags, not the config file
+        flags = ", ".join(f"--{k.replace('_', '-')}" for k in overrides)
+        raise ConfigError(f"{flags}: {e}") from None
 
 
 def check_model_kwargs(name: str, config_kwargs: dict, ckpt: dict, path: str | Path) -> None:
@@ -303,9 +316,21 @@ def load_segmentor(path: str | Path, *, config: "Config | None" = None, num_clas
         load_weights(model, ckpt, Path(path), name)
         return build_segmentor(config, model, **overrides).eval()
     name = ckpt.get("model")
-    if not name:
+    if not name or not isinstance(name, str):
         raise PPSegError(f"{path}: the checkpoint does not record its model name")
-    model = create_model(name, **ckpt.get("model_kwargs", {}))
+    model_kwargs = dict(ckpt.get("model_kwargs", {}))
+    n = model_kwargs.get("num_classes")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_CLASSES):
+        raise PPSegError(f"{path}: the recorded num_classes {n!r} is not an integer in [1, {MAX_CLASSES}]")
+    seg_kwargs = ckpt.get("meta", {}).get("segmentor", {})
+    if not isinstance(seg_kwargs, dict):
+        raise PPSegError(f"{path}: the recorded segmentor settings must be a mapping, got {seg_kwargs!r}")
+    try:
+        model = create_model(name, **model_kwargs)
+    except (ConfigError, ValueError, TypeError) as e:
+        raise PPSegError(f"{path}: the recorded model settings are invalid ({e})") from None
     load_weights(model, ckpt, path, name)
-    kwargs = {**dict(ckpt.get("meta", {}).get("segmentor", {})), **overrides}
-    return Segmentor(model, **kwargs).eval()
+    try:
+        return Segmentor(model, **{**seg_kwargs, **overrides}).eval()
+    except (ConfigError, ValueError, TypeError) as e:
+        raise PPSegError(f"{path}: the recorded segmentor settings are invalid ({e})") from None
