@@ -81,6 +81,45 @@ def test_ce_avg_over_all_pixels_and_top_k() -> None:
     assert top.item() == pytest.approx(np.sort(ce.ravel())[::-1][:k].mean(), rel=1e-5)
 
 
+def test_ce_top_k_with_class_weights_divides_by_the_kept_weights() -> None:
+    # changed by issue 12 (PaddleSeg): mean(top-k of w*ce) / mean(weight of the kept pixels)
+    logits, label = make_batch(seed=20, ignore_frac=0.3)
+    weight = np.array([0.5, 2.0, 1.0, 3.0])
+    lab = label.numpy()
+    valid = lab != IGN
+    w = weight[np.where(valid, lab, 0)]  # weight[0] at ignored pixels, as PaddleSeg reads them
+    loss = np_pixel_ce(logits.numpy(), lab) * w * valid
+    for p in (0.2, 0.9):  # 0.9: more than the valid pixels, ignored ones are kept too
+        k = int(p * loss.size)
+        idx = np.argsort(-loss.ravel(), kind="stable")[:k]
+        ref = loss.ravel()[idx].mean() / (w.ravel()[idx].mean() + 1e-8)
+        ours = CrossEntropyLoss(weight=weight.tolist(), top_k_percent_pixels=p)(logits, label)
+        assert ours.item() == pytest.approx(ref, rel=1e-5)
+    # avg_non_ignore=False: an ignored pixel among the kept ones counts with weight 1
+    k = int(0.9 * loss.size)
+    idx = np.argsort(-loss.ravel(), kind="stable")[:k]
+    w_all = np.where(valid, w, 1.0)
+    ref = loss.ravel()[idx].mean() / (w_all.ravel()[idx].mean() + 1e-8)
+    ours = CrossEntropyLoss(weight=weight.tolist(), top_k_percent_pixels=0.9, avg_non_ignore=False)(logits, label)
+    assert ours.item() == pytest.approx(ref, rel=1e-5)
+
+
+def test_ce_class_weights_over_all_pixels_is_the_weighted_mean() -> None:
+    # changed by issue 12 (PaddleSeg): with class weights and avg_non_ignore=False the loss is
+    # sum(w*ce) / sum(w) over all pixels; an ignored pixel (PaddleSeg raises) counts as weight 1
+    weight = np.array([0.5, 2.0, 1.0, 3.0])
+    for frac in (0.0, 0.25):
+        logits, label = make_batch(seed=21, ignore_frac=frac)
+        lab = label.numpy()
+        valid = lab != IGN
+        w = np.where(valid, weight[np.where(valid, lab, 0)], 1.0)
+        loss = np_pixel_ce(logits.numpy(), lab) * w * valid
+        ours = CrossEntropyLoss(weight=weight.tolist(), avg_non_ignore=False)(logits, label)
+        assert ours.item() == pytest.approx(loss.sum() / w.sum(), rel=1e-5)
+    unweighted = CrossEntropyLoss(weight=[1.0] * 4, avg_non_ignore=False)(logits, label)
+    assert unweighted.item() == pytest.approx(CrossEntropyLoss(avg_non_ignore=False)(logits, label).item(), rel=1e-6)
+
+
 def test_ce_resizes_logits_to_label() -> None:
     logits, label = make_batch(h=8, w=8, seed=3)
     small = torch.randn(2, 4, 4, 4)
@@ -123,6 +162,19 @@ def test_ohem_threshold_rule(min_kept: int, expected_branch: str) -> None:
     assert ours.item() == pytest.approx(ref, rel=1e-5)
 
 
+def test_ohem_min_kept_zero_thresholds() -> None:
+    # deliberate difference: PaddleSeg's min_kept 0 skips the mining (plain CE); ours keeps p < thresh
+    logits, label = make_batch(n=2, c=3, h=8, w=8, seed=4)
+    lab = label.numpy()
+    valid = lab != IGN
+    prob = np.take_along_axis(np_softmax(logits.numpy().astype(np.float64)), np.where(valid, lab, 0)[:, None], 1)[:, 0]
+    kept = valid & (prob < 0.7)
+    assert 0 < kept.sum() < valid.sum()
+    ce = np_pixel_ce(logits.numpy(), lab)
+    ref = (ce * kept).mean() / (kept.mean() + 1e-5)
+    assert OhemCrossEntropyLoss(thresh=0.7, min_kept=0)(logits, label).item() == pytest.approx(ref, rel=1e-5)
+
+
 def test_ohem_all_kept_equals_ce() -> None:
     logits, label = make_batch(seed=5)
     ours = OhemCrossEntropyLoss(min_kept=10_000)(logits, label)
@@ -133,12 +185,12 @@ def test_ohem_all_kept_equals_ce() -> None:
 # ----------------------------------------------------------------------------- Lovász
 
 
-def slow_lovasz_softmax(logits: np.ndarray, label: np.ndarray, classes: str) -> float:
+def slow_lovasz_softmax(logits: np.ndarray, label: np.ndarray, classes: str | list[int]) -> float:
     probs = np_softmax(logits.astype(np.float64)).transpose(0, 2, 3, 1).reshape(-1, logits.shape[1])
     lab = label.reshape(-1)
     probs, lab = probs[lab != IGN], lab[lab != IGN]
     per_class = []
-    for c in range(logits.shape[1]):
+    for c in (classes if isinstance(classes, list) else range(logits.shape[1])):
         fg = (lab == c).astype(np.float64)
         if classes == "present" and fg.sum() == 0:
             continue
@@ -156,8 +208,8 @@ def slow_lovasz_softmax(logits: np.ndarray, label: np.ndarray, classes: str) -> 
     return float(np.mean(per_class))
 
 
-@pytest.mark.parametrize("classes", ["present", "all"])
-def test_lovasz_softmax_matches_loop_reference(classes: str) -> None:
+@pytest.mark.parametrize("classes", ["present", "all", [1, 4], [4], [3, 0, 3]])
+def test_lovasz_softmax_matches_loop_reference(classes: str | list[int]) -> None:
     logits, label = make_batch(n=2, c=5, h=5, w=6, seed=6)
     label[label == 4] = 0  # class 4 absent from the ground truth
     ours = LovaszSoftmaxLoss(classes=classes)(logits, label)
@@ -188,6 +240,7 @@ def slow_lovasz_hinge(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def test_lovasz_hinge_one_and_two_channels() -> None:
+    # 2 channels: the intended logit x1 - x0 (PaddleSeg's slip log(p + eps/(1-p+eps)) deliberately not copied)
     logits, label = make_batch(c=2, seed=8)
     unary = logits[:, 1:2] - logits[:, 0:1]
     ref = slow_lovasz_hinge(unary[:, 0].numpy(), label.numpy())
@@ -198,17 +251,42 @@ def test_lovasz_hinge_one_and_two_channels() -> None:
 # ----------------------------------------------------------------------------- Dice, BCE
 
 
+def np_dice(logits: np.ndarray, label: np.ndarray, smooth: float, weight=None) -> float:
+    """PaddleSeg's DiceLoss in numpy: Dice per image and class, batch mean, class mean."""
+    c = logits.shape[1]
+    valid = (label != IGN)[:, None]
+    p = np_softmax(logits.astype(np.float64)) * valid
+    g = np.eye(c)[np.where(valid[:, 0], label, 0)].transpose(0, 3, 1, 2) * valid
+    inter = (p * g).sum(axis=(2, 3))  # [N, C]
+    den = (p + g).sum(axis=(2, 3))
+    per_class = (1.0 - (2 * inter + smooth) / (den + smooth + 1e-8)).mean(0)
+    if weight is not None:
+        per_class = per_class * np.asarray(weight)
+    return float(per_class.mean())
+
+
 def test_dice_matches_numpy() -> None:
-    logits, label = make_batch(seed=9)
-    for smooth in (1.0, 0.0):
+    # changed by issue 12: Dice per image, then the batch mean (PaddleSeg), not pooled over the batch
+    logits, label = make_batch(n=3, seed=9)
+    for smooth in (1.0, 0.0, 0.5):
         ours = DiceLoss(smooth=smooth)(logits, label)
-        valid = (label.numpy() != IGN)[:, None]
-        p = np_softmax(logits.numpy().astype(np.float64)) * valid
-        g = np.eye(4)[np.where(valid[:, 0], label.numpy(), 0)].transpose(0, 3, 1, 2) * valid
-        inter = (p * g).sum(axis=(0, 2, 3))
-        den = p.sum(axis=(0, 2, 3)) + g.sum(axis=(0, 2, 3))
-        ref = np.mean(1.0 - (2 * inter + smooth) / (den + smooth))
-        assert ours.item() == pytest.approx(ref, rel=1e-5)
+        assert ours.item() == pytest.approx(np_dice(logits.numpy(), label.numpy(), smooth), rel=1e-5)
+    w = [0.5, 2.0, 1.0, 3.0]
+    ours = DiceLoss(weight=w)(logits, label)
+    assert ours.item() == pytest.approx(np_dice(logits.numpy(), label.numpy(), 1.0, w), rel=1e-5)
+    # one image: per-image and pooled agree; a batch: they differ
+    one = DiceLoss()(logits[:1], label[:1])
+    assert one.item() == pytest.approx(np_dice(logits[:1].numpy(), label[:1].numpy(), 1.0), rel=1e-5)
+
+
+def test_dice_does_not_modify_the_label() -> None:
+    # PaddleSeg's DiceLoss sets the ignored pixels of the caller's label to 0 (deliberately not copied)
+    logits, label = make_batch(seed=19, ignore_frac=0.3)
+    before = label.clone()
+    mixed = MixedLoss([DiceLoss(), CrossEntropyLoss()], [1.0, 1.0])
+    terms = mixed.terms(logits, label)
+    assert torch.equal(label, before) and bool((label == IGN).any())
+    torch.testing.assert_close(terms[1], CrossEntropyLoss()(logits, before))
 
 
 def test_bce_one_channel_and_two_channels() -> None:
@@ -227,6 +305,79 @@ def test_bce_one_channel_and_two_channels() -> None:
     elem = F.binary_cross_entropy_with_logits(logits, onehot, reduction="none")
     ref2 = elem.permute(0, 2, 3, 1)[valid].mean()
     torch.testing.assert_close(BCELoss()(logits, label), ref2)
+
+
+def test_bce_dynamic_weights() -> None:
+    # PaddleSeg's weight: dynamic / pos_weight: dynamic (per-batch balancing; ignored pixels count as 0s)
+    for c in (1, 3):
+        logits, label = make_batch(c=c, seed=22)
+        if c == 1:
+            label[(label != IGN) & (label > 1)] = 0
+        lab = label.numpy()
+        valid = (lab != IGN)[:, None]
+        safe = np.where(lab != IGN, lab, 0)
+        y = safe[:, None].astype(np.float64) if c == 1 else np.eye(c)[safe].transpose(0, 3, 1, 2)
+        pos, neg = (y == 1).sum(), (y == 0).sum()
+        x = logits.numpy().astype(np.float64)
+        nll_pos, nll_neg = np.logaddexp(0, -x), np.logaddexp(0, x)
+        wt = 2 * neg / (pos + neg) * y + 2 * pos / (pos + neg) * (1 - y)
+        ref = (wt * (y * nll_pos + (1 - y) * nll_neg) * valid).mean() / valid.mean()
+        assert BCELoss(weight="dynamic")(logits, label).item() == pytest.approx(ref, rel=1e-5)
+        pw = 2 * neg / (pos + neg)
+        ref = ((pw * y * nll_pos + (1 - y) * nll_neg) * valid).mean() / valid.mean()
+        assert BCELoss(pos_weight="dynamic")(logits, label).item() == pytest.approx(ref, rel=1e-5)
+
+
+def test_bce_pos_weight_follows_the_formula_not_paddles_kernel() -> None:
+    # deliberate difference: paddle 2.6's kernel gives 9.0004 here (pos_weight misses max(-x, 0))
+    x = torch.tensor([[[[-9.0, -2.0, 0.0, 2.0]]]])
+    label = torch.ones(1, 1, 4, dtype=torch.long)
+    ours = BCELoss(pos_weight=3.0)(x, label)
+    assert ours.item() == pytest.approx(float(3.0 * np.logaddexp(0, 9.0) + 3.0 * np.logaddexp(0, 2.0)
+                                              + 3.0 * np.log(2.0) + 3.0 * np.logaddexp(0, -2.0)) / 4, rel=1e-6)
+
+
+def test_paddleseg_config_keys() -> None:
+    # accepted: BCE edge_label false, weight/pos_weight dynamic; Lovász class list; SCL use_argmax true
+    assert BCELoss(edge_label=False).edge_label is False
+    assert LovaszSoftmaxLoss(classes=[1, 3]).classes == [1, 3]
+    from ppseg.losses import SemanticConnectivityLoss
+    SemanticConnectivityLoss(use_argmax=True)
+    # rejected, each saying what to write instead
+    with pytest.raises(ConfigError, match="edge map.*remove edge_label"):
+        BCELoss(edge_label=True)
+    with pytest.raises(ConfigError, match="'dynamic'.*pos_weight"):
+        BCELoss(weight=[1.0, 2.0])
+    with pytest.raises(ConfigError, match="class map.*use_argmax: true"):
+        SemanticConnectivityLoss(use_argmax=False)
+    with pytest.raises(ConfigError, match="list of class ids"):
+        LovaszSoftmaxLoss(classes=[])
+    with pytest.raises(ConfigError, match=r"classes \[1, 7\]"):
+        LovaszSoftmaxLoss(classes=[1, 7])(*make_batch(c=4))
+
+
+def test_paddleseg_config_keys_through_the_config_builder(tmp_path) -> None:
+    from ppseg.config import load_config
+    from ppseg.engine import build
+
+    def losses_of(text: str):
+        path = tmp_path / "c.yml"
+        path.write_text(text)
+        return build.build_losses(load_config(path))
+
+    losses, _ = losses_of(
+        "loss:\n  types:\n"
+        "    - {type: MixedLoss, losses: [{type: CrossEntropyLoss}, {type: LovaszSoftmaxLoss, classes: [1, 3]}],"
+        " coef: [0.8, 0.2]}\n"
+        "    - {type: BCELoss, weight: dynamic, pos_weight: dynamic, edge_label: false}\n"
+        "    - {type: SemanticConnectivityLoss, use_argmax: true}\n"
+        "  coef: [1.0, 0.4, 0.1]\n")
+    assert losses[0].losses[1].classes == [1, 3]
+    assert losses[1].dynamic_weight and losses[1].dynamic_pos_weight
+    with pytest.raises(ConfigError, match="loss.types.0.*remove edge_label"):
+        losses_of("loss: {types: [{type: BCELoss, edge_label: true}], coef: [1.0]}\n")
+    with pytest.raises(ConfigError, match="use_argmax"):
+        losses_of("loss: {types: [{type: SemanticConnectivityLoss, use_argmax: false}], coef: [1.0]}\n")
 
 
 # ----------------------------------------------------------------------------- Mixed, multi-output
@@ -271,6 +422,11 @@ def test_compute_losses_mixed_terms_and_errors() -> None:
 
     with pytest.raises(ConfigError, match="3 outputs.*2 loss entries"):
         compute_losses([logits] * 3, label, [CrossEntropyLoss(), DiceLoss()], [1.0, 1.0])
+    # changed by issue 12: fewer outputs than loss entries raises too (PaddleSeg's check_logits_losses)
+    with pytest.raises(ConfigError, match="1 outputs.*2 loss entries"):
+        compute_losses([logits], label, [CrossEntropyLoss(), DiceLoss()], [1.0, 1.0])
+    with pytest.raises(ConfigError, match="1 outputs.*3 loss entries"):
+        compute_losses(logits, label, [CrossEntropyLoss()], [1.0, 0.4, 0.4])
     with pytest.raises(ConfigError, match="2 losses but 3 coef values"):
         compute_losses([logits], label, [CrossEntropyLoss(), DiceLoss()], [1.0, 1.0, 1.0])
 

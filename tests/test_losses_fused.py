@@ -110,6 +110,27 @@ def test_class_weights_and_averaging(avg_non_ignore: bool, confident: float) -> 
     check_equal(logits, label, ce=ce)
 
 
+@pytest.mark.parametrize("ignore_frac", [0.0, 0.2])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("avg_non_ignore", [True, False])
+def test_ce_denominators_like_paddleseg(avg_non_ignore: bool, weighted: bool, ignore_frac: float) -> None:
+    """Issue 12: the plain CE divides by the mean coefficient (weights of the counted pixels; with
+    avg_non_ignore=False ignored pixels count with weight 1) and the fused path does the same."""
+    logits, label = make_case(2, 5, (4, 6), (13, 17), 2.0, 1.5, ignore_frac=ignore_frac, seed=13)
+    weight = [0.5, 2.0, 1.0, 3.0, 0.25] if weighted else None
+    ce = CrossEntropyLoss(weight=weight, avg_non_ignore=avg_non_ignore)
+    check_equal(logits, label, ce=ce)
+    # and the plain CE is the PaddleSeg formula (float64 numpy-free recomputation)
+    up = F.interpolate(logits.double(), size=label.shape[-2:], mode="bilinear", align_corners=False)
+    valid = label != IGN
+    safe = torch.where(valid, label, 0)
+    w = (torch.tensor(weight, dtype=torch.float64) if weighted else torch.ones(5, dtype=torch.float64))[safe]
+    nll = F.cross_entropy(up, safe, reduction="none") * w * valid
+    coef = w * valid if avg_non_ignore else torch.where(valid, w, 1.0)
+    ref = nll.mean() / (coef.mean() + 1e-8)
+    assert ce(logits, label).item() == pytest.approx(ref.item(), rel=1e-5)
+
+
 @pytest.mark.parametrize("ignore_index", [-1, 0, 3])
 def test_other_ignore_index(ignore_index: int) -> None:
     logits, label = make_case(2, 6, (4, 5), (17, 19), 3.0, 1.0, seed=12, ignore_index=ignore_index)

@@ -35,7 +35,8 @@ def test_confusion_matrix_counts() -> None:
 
 def test_hand_example_values() -> None:
     r = hand_metrics().compute()
-    iou = [1 / 3, 3 / 4, 1 / 2, 1.0]  # union 0 for class 3 -> IoU 1 (PaddleSeg)
+    # union 0 for class 3 -> IoU 0, as PaddleSeg's mean_iou (changed by issue 12: it was 1)
+    iou = [1 / 3, 3 / 4, 1 / 2, 0.0]
     np.testing.assert_allclose(r["class_iou"], iou)
     assert r["miou"] == pytest.approx(np.mean(iou))
     assert r["miou_present"] == pytest.approx(np.mean(iou[:3]))
@@ -88,7 +89,9 @@ def test_perfect_single_class_kappa_and_empty() -> None:
     m = SegMetrics(3)
     m.update(torch.ones(1, 3, 3, dtype=torch.long), torch.ones(1, 3, 3, dtype=torch.long))
     r = m.compute()
-    assert r["kappa"] == 1.0 and r["miou"] == 1.0 and r["acc"] == 1.0
+    # classes 0 and 2 are absent from both maps: IoU 0 each (PaddleSeg), so mIoU = 1/3
+    assert r["kappa"] == 1.0 and r["miou"] == pytest.approx(1 / 3) and r["acc"] == 1.0
+    assert r["miou_present"] == 1.0
     empty = SegMetrics(3).compute()
     assert empty["acc"] == 0.0 and empty["kappa"] == 0.0 and np.isnan(empty["miou_present"])
 
@@ -99,7 +102,7 @@ def test_table_and_figure(tmp_path: Path) -> None:
     for name in ("road", "car", "person", "sky"):
         assert name in text
     last = text.splitlines()[-1]
-    assert last.startswith("mIoU=0.6458, Acc=0.7143, Kappa=0.5484, mDice=")
+    assert last.startswith("mIoU=0.3958, Acc=0.7143, Kappa=0.5484, mDice=0.5060")
     assert len({len(line) for line in text.splitlines()[:-1]}) == 1  # aligned rows
     out = tmp_path / "cm.png"
     m.confusion_matrix_figure(out, ["road", "car", "person", "sky"])

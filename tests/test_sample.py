@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -66,6 +67,29 @@ def test_targets_are_validated():
     s = Sample(np.zeros((4, 5, 3), np.float32)).set("label", Kind.MASK, np.zeros((4, 6), np.int64))
     with pytest.raises(ValueError, match="label"):
         s.resize((10, 8))
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint16, np.uint8, np.bool_])
+def test_mask_warps_as_uint8_when_the_values_fit(dtype):
+    """PaddleSeg warps its uint8 labels; OpenCV 5 breaks nearest ties differently for 32-bit ones."""
+    g = np.random.default_rng(3)
+    lab = g.integers(0, 2 if dtype is np.bool_ else 6, (23, 31)).astype(dtype)
+    m = cv2.getRotationMatrix2D((15, 11), 17.0, 1.0)
+    s = Sample(np.zeros((23, 31, 3), np.float32)).set("label", Kind.MASK, lab)
+    s.warp_affine(m, (37, 33), 0, 1 if dtype is np.bool_ else 255)
+    want = cv2.warpAffine(lab.astype(np.uint8), m, (37, 33), flags=cv2.INTER_NEAREST,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=1 if dtype is np.bool_ else 255)
+    assert s.get("label").dtype == dtype and np.array_equal(s.get("label"), want.astype(dtype))
+
+
+def test_mask_with_large_ids_still_warps_exactly():
+    lab = np.arange(23 * 31, dtype=np.int64).reshape(23, 31) * 3  # ids up to 2136: no uint8
+    m = cv2.getRotationMatrix2D((15, 11), 17.0, 1.0)
+    s = Sample(np.zeros((23, 31, 3), np.float32)).set("label", Kind.MASK, lab)
+    s.warp_affine(m, (37, 33), 0, 4000)
+    want = cv2.warpAffine(lab.astype(np.int32), m, (37, 33), flags=cv2.INTER_NEAREST,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=4000)
+    assert np.array_equal(s.get("label"), want.astype(np.int64))
 
 
 # ----------------------------------------------------------------------------- points follow the pixels

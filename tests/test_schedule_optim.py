@@ -45,11 +45,44 @@ def test_polynomial_with_linear_warmup_values():
 
 
 def test_polynomial_without_warmup():
-    s = PolynomialDecay(0.1, power=2.0)
+    s = PolynomialDecay(0.1, end_lr=0.0, power=2.0)
     assert s.lr_at(0, 4) == pytest.approx(0.1)
     assert s.lr_at(1, 4) == pytest.approx(0.1 * (3 / 4) ** 2)
     assert s.lr_at(3, 4) == pytest.approx(0.1 * (1 / 4) ** 2)
     assert s.lr_at(4, 4) == 0.0
+
+
+def test_polynomial_defaults_are_paddles():
+    """A section without end_lr / power gets paddle's PolynomialDecay defaults, 1e-4 and 1.0."""
+    s = PolynomialDecay(0.1)
+    assert (s.end_lr, s.power) == (1e-4, 1.0)
+    assert s.lr_at(1, 4) == pytest.approx((0.1 - 1e-4) * 3 / 4 + 1e-4)
+    assert s.lr_at(4, 4) == pytest.approx(1e-4) and s.lr_at(9, 4) == pytest.approx(1e-4)
+
+
+def test_polynomial_decay_steps_and_cycle():
+    base, end = 0.01, 1e-3
+    held = PolynomialDecay(base, end_lr=end, power=1.0, decay_steps=10, warmup_iters=2)
+    assert held.lr_at(2, 100) == pytest.approx(base)            # decay starts after the warm-up
+    assert held.lr_at(7, 100) == pytest.approx((base - end) * 0.5 + end)
+    assert held.lr_at(12, 100) == pytest.approx(end) and held.lr_at(60, 100) == pytest.approx(end)
+    cyc = PolynomialDecay(base, end_lr=end, power=1.0, decay_steps=10, cycle=True)
+    assert cyc.lr_at(0, 100) == pytest.approx(base)
+    assert cyc.lr_at(10, 100) == pytest.approx(end)              # t = steps: period ceil(1) = 10
+    assert cyc.lr_at(11, 100) == pytest.approx((base - end) * (1 - 11 / 20) + end)  # period 20
+    assert cyc.lr_at(25, 100) == pytest.approx((base - end) * (1 - 25 / 30) + end)
+    # without decay_steps the period is the run (iters - warmup_iters)
+    assert PolynomialDecay(base, cycle=True).lr_at(15, 10) == pytest.approx((base - 1e-4) * (1 - 15 / 20) + 1e-4)
+
+
+def test_cosine_t_max_and_eta_min():
+    s = CosineAnnealingDecay(0.1, T_max=10, eta_min=0.01)
+    assert s.end_lr == 0.01
+    assert s.lr_at(5, 100) == pytest.approx(0.01 + 0.09 * 0.5)
+    assert s.lr_at(10, 100) == pytest.approx(0.01)
+    assert s.lr_at(15, 100) == pytest.approx(0.01 + 0.09 * 0.5)  # paddle's curve rises again
+    assert s.lr_at(20, 100) == pytest.approx(0.1)
+    assert CosineAnnealingDecay(0.1).end_lr == 0.0
 
 
 def test_cosine_endpoints_and_midpoint():
@@ -74,6 +107,9 @@ def test_constant_lr():
     (PolynomialDecay, {"learning_rate": 0.1, "warmup_iters": -1}, "warmup_iters"),
     (PolynomialDecay, {"learning_rate": 0.1, "power": 0.0}, "power"),
     (CosineAnnealingDecay, {"learning_rate": -1.0}, "learning_rate"),
+    (CosineAnnealingDecay, {"learning_rate": 0.1, "end_lr": 0.0, "eta_min": 0.0}, "end_lr or eta_min"),
+    (CosineAnnealingDecay, {"learning_rate": 0.1, "T_max": 0}, "T_max"),
+    (PolynomialDecay, {"learning_rate": 0.1, "decay_steps": 0}, "decay_steps"),
 ])
 def test_schedule_validation(cls, kwargs, needle):
     with pytest.raises(ConfigError, match=needle):
@@ -97,7 +133,8 @@ def test_scheduler_applies_per_group_lr_mult_and_steps():
                            {"params": model.head.parameters(), "lr_mult": 10.0},
                            {"params": []}], lr=123.0)
     base, iters, W, start = 0.01, 20, 4, 0.001
-    sched = LRScheduler(opt, PolynomialDecay(base, warmup_iters=W, warmup_start_lr=start), iters)
+    sched = LRScheduler(opt, PolynomialDecay(base, end_lr=0.0, power=0.9, warmup_iters=W,
+                                             warmup_start_lr=start), iters)
     # constructed: the lr for iteration 1 (t = 0) is already in place
     expect = spec_poly(0, base, 0.0, 0.9, iters, W, start)
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([expect, 10 * expect, expect])
@@ -249,7 +286,7 @@ def test_adamw_groups_after_one_scheduler_application():
     assert isinstance(opt, torch.optim.AdamW)
     LRScheduler(opt, PolynomialDecay(0.002, warmup_iters=2, warmup_start_lr=0.0), iters=10)
     assert all(g["lr"] == 0.0 for g in opt.param_groups)  # warm-up starts at 0
-    sched = LRScheduler(opt, PolynomialDecay(0.002), iters=10)
+    sched = LRScheduler(opt, PolynomialDecay(0.002, end_lr=0.0, power=0.9), iters=10)
     by_rule = {g["rule"]: g for g in opt.param_groups}
     assert by_rule["head"]["lr"] == pytest.approx(0.02) and by_rule["head"]["weight_decay"] == 0.01
     assert by_rule["bn|bias"]["lr"] == pytest.approx(0.002) and by_rule["bn|bias"]["weight_decay"] == 0.0

@@ -62,6 +62,18 @@ def test_resize_by_short_and_long():
     assert s.image.shape[:2] == (20, 30) and s.get("label").shape == (20, 30)
 
 
+def test_resize_by_short_max_size_applies_to_each_image_alone():
+    t = T.ResizeByShort(short_size=20, max_size=24)
+    assert t(make_sample(40, 60), rng()).image.shape[:2] == (16, 24)
+    assert t(make_sample(30, 30), rng()).image.shape[:2] == (20, 20)  # PaddleSeg: 16 x 16 (stored size)
+    assert t.short_size == 20
+
+
+def test_resize_by_short_rejects_a_list_saying_what_to_write():
+    with pytest.raises(ConfigError, match="short_size: 512"):
+        T.ResizeByShort(short_size=[512, 640])
+
+
 def test_resize_step_scaling_uses_linspace_set():
     t = T.ResizeStepScaling(min_scale_factor=0.5, max_scale_factor=2.0, scale_step_size=0.25)
     factors = t.factors()
@@ -161,7 +173,50 @@ def test_random_blur_rule_and_kernel():
     assert 15 <= hits <= 45
 
 
+class _Draws:
+    """A generator stand-in: integers/random return the given values in order."""
+
+    def __init__(self, *values):
+        self.values = list(values)
+
+    def integers(self, low, high=None):
+        return self.values.pop(0)
+
+    def random(self):
+        return self.values.pop(0)
+
+
+@pytest.mark.parametrize(("u", "kind"), [(0.0, "gaussian"), (0.29, "gaussian"), (0.3, "median"),
+                                         (0.59, "median"), (0.6, "blur"), (0.99, "blur")])
+def test_random_blur_random_kind_is_paddlesegs_0_3_0_3_0_4(u, kind):
+    import cv2
+
+    s = make_sample(with_label=False)
+    u8 = s.image.astype(np.uint8)
+    out = T.RandomBlur(prob=1.0, blur_type="random")(s, _Draws(0, 5, u)).image
+    want = {"gaussian": cv2.GaussianBlur(u8, (5, 5), 0, 0), "median": cv2.medianBlur(u8, 5),
+            "blur": cv2.blur(u8, (5, 5))}[kind]
+    assert np.array_equal(out, want.astype(np.float32))
+
+
 # ----------------------------------------------------------------------------- rotation
+def test_random_rotation_warps_int64_labels_as_uint8():
+    """OpenCV 5 breaks nearest-neighbour ties differently for 32-bit masks; PaddleSeg warps uint8."""
+    import cv2
+
+    for seed in (9, 39):  # angles with exact ties under OpenCV 5 (1 and 20 pixels differ as int32)
+        s = make_sample(23, 31)
+        lab = s.get("label").copy()
+        lab[::7] = 255
+        s.set("label", Kind.MASK, lab)
+        out = T.RandomRotation(max_rotation=30)(s, rng(seed))
+        m = np.asarray(out.ops[-1].matrix)
+        want = cv2.warpAffine(lab.astype(np.uint8), m, out.image.shape[1::-1], flags=cv2.INTER_NEAREST,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=255)
+        assert out.get("label").dtype == np.int64
+        assert np.array_equal(out.get("label"), want.astype(np.int64))
+
+
 def test_random_rotation_enlarges_canvas_and_pads():
     s = make_sample(40, 60)
     out = T.RandomRotation(max_rotation=30)(s, rng(5))

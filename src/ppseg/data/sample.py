@@ -101,10 +101,24 @@ def _resize_raster(arr: np.ndarray, kind: Kind, size_wh: tuple[int, int], interp
     return cv2.resize(arr, size_wh, interpolation=interp)
 
 
+def _warp_mask_dtype(mask: np.ndarray, value: float) -> np.ndarray:
+    """The mask as OpenCV should warp it: uint8 when its values and the border value fit.
+
+    OpenCV (5.x) breaks exact half-pixel ties of a nearest-neighbour ``warpAffine``
+    differently for 8/16-bit and 32-bit masks; PaddleSeg warps the uint8 label it read, so a
+    mask that fits (ids and ignore 255) is warped as uint8 to land on the same pixels.
+    """
+    if mask.dtype != np.uint8 and mask.size and float(value).is_integer() and 0 <= value <= 255:
+        lo, hi = mask.min(), mask.max()
+        if 0 <= lo and hi <= 255:
+            return mask.astype(np.uint8)
+    return _cv_mask(mask)
+
+
 def _warp_raster(arr: np.ndarray, kind: Kind, m: np.ndarray, size_wh: tuple[int, int], interp: int,
                  value: float) -> np.ndarray:
     if kind is Kind.MASK:
-        out = cv2.warpAffine(_cv_mask(arr), m, size_wh, flags=cv2.INTER_NEAREST,
+        out = cv2.warpAffine(_warp_mask_dtype(arr, value), m, size_wh, flags=cv2.INTER_NEAREST,
                              borderMode=cv2.BORDER_CONSTANT, borderValue=value)
         return out.astype(arr.dtype, copy=False)
     channels = arr.shape[2] if arr.ndim == 3 else 1

@@ -180,10 +180,21 @@ class Resize(Transform):
 class ResizeByShort(Transform):
     """Scale so the short side equals ``short_size`` (sides rounded).
 
-    ``max_size`` (optional) caps the long side, shrinking further if needed.
+    ``max_size`` (optional) caps the long side: the scale becomes ``max_size / long side``,
+    for this image only. (PaddleSeg instead stores the reduced short side on the transform,
+    so every later image is shrunk to it too, and floors it first; a deliberate difference.)
+    A list for ``short_size`` is rejected: PaddleSeg picks one entry at random once, when the
+    transform is built, and uses it for every image.
     """
 
-    def __init__(self, *, short_size: int = 512, max_size: int | None = None, interp: str = "LINEAR"):
+    def __init__(self, *, short_size: int | list[int] = 512, max_size: int | None = None,
+                 interp: str = "LINEAR"):
+        if isinstance(short_size, (list, tuple)):
+            raise ConfigError(
+                f"ResizeByShort: `short_size` must be one positive integer, got the list {list(short_size)!r}. "
+                "PaddleSeg picks one entry of a list at random once, when the transform is built, and uses "
+                "it for every image: write that one size (e.g. short_size: 512); for a random scale per "
+                "image use ResizeStepScaling")
         self.short_size = _check_pos_int("ResizeByShort", "short_size", short_size)
         if max_size is not None:
             _check_pos_int("ResizeByShort", "max_size", max_size)
@@ -263,7 +274,10 @@ class RandomPaddingCrop(Transform):
     Image padding ``im_padding_value``, label padding ``label_padding_value``.
     With ``category_max_ratio < 1`` the offset is redrawn (up to ``loop_times``)
     until no single class (``ignore_index`` excluded) covers more than that
-    ratio of the crop; the default 1.0 never redraws.
+    ratio of the crop; the default 1.0 never redraws. The image and every target
+    are cut at the accepted window (the last one tried when none passes).
+    PaddleSeg's loop puts the *label* crop in place of the image when a window
+    passes and leaves the image uncropped when none does; ppseg does not copy that.
     """
 
     def __init__(
@@ -369,7 +383,8 @@ class RandomDistort(Transform):
     random order; each is applied with its ``*_prob``. Enhance factors are
     uniform in ``[1 - range, 1 + range]`` (PIL ``ImageEnhance``); the hue shift
     is uniform in ``[-hue_range, hue_range]`` on PIL's 0..255 HSV hue channel.
-    The image is truncated to uint8 for PIL and returned as float32.
+    The image is clipped to 0..255 and truncated to uint8 for PIL, and returned as
+    float32 (PaddleSeg casts without clipping, so out-of-range floats wrap there).
     """
 
     _OPS = ("brightness", "contrast", "saturation", "sharpness", "hue")
@@ -460,9 +475,10 @@ class RandomBlur(Transform):
 
     The kernel size is drawn in 3..9 and made odd (3, 5, 7, 9); Gaussian sigma
     is derived from the kernel size (OpenCV sigma 0). ``blur_type`` in
-    gaussian, median, blur, random (one of the three at random). ``prob == 0``
-    never blurs; ``prob == 1`` always blurs (the reference never blurs at
-    exactly 1, which is a bug we do not copy).
+    gaussian, median, blur, random (PaddleSeg's draw: ``u = rng.random()``,
+    gaussian if u < 0.3, median if u < 0.6, else box blur). ``prob == 0``
+    never blurs; ``prob >= 1`` always blurs, as in PaddleSeg. The blurred image
+    is clipped to 0..255 before the uint8 cast (PaddleSeg wraps out-of-range floats).
     """
 
     BLUR_TYPES = ("gaussian", "median", "blur", "random")
@@ -483,7 +499,8 @@ class RandomBlur(Transform):
         k = min(k + 1 if k % 2 == 0 else k, 9)
         kind = self.blur_type
         if kind == "random":
-            kind = ("blur", "gaussian", "median")[int(rng.integers(0, 3))]
+            u = float(rng.random())
+            kind = "gaussian" if u < 0.3 else "median" if u < 0.6 else "blur"
         img = np.clip(sample.image, 0, 255).astype(np.uint8)
         if kind == "gaussian":
             img = cv2.GaussianBlur(img, (k, k), 0, 0)

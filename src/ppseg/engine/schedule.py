@@ -36,39 +36,80 @@ class _Schedule:
 
 
 class PolynomialDecay(_Schedule):
-    """lr = (base − end)·(1 − min(t, T)/T)^power + end, T = iters − warmup_iters.
+    """lr = (base − end)·(1 − min(t, T)/T)^power + end after the warm-up, T = decay_steps.
+
+    PaddleSeg's config path (``paddle.optimizer.lr.PolynomialDecay``, wrapped in
+    ``LinearWarmup`` when ``warmup_iters`` is set), value for value.
 
     Args:
         learning_rate: base learning rate.
-        end_lr: final learning rate.
-        power: polynomial power (0.9 in every PP config).
+        end_lr: final learning rate (paddle's default 1e-4; every shipped config sets 0).
+        power: polynomial power (paddle's default 1.0; PP configs set 0.9 or 1.0).
+        decay_steps: iterations the decay takes to reach ``end_lr``, counted after the
+            warm-up; default ``iters − warmup_iters`` (at least 1), as PaddleSeg fills it in.
+        cycle: restart the decay every ``decay_steps`` instead of holding ``end_lr``: at
+            (post-warm-up) t > 0 the period is ``decay_steps·ceil(t / decay_steps)``.
         warmup_iters: linear warm-up length (0 = none).
         warmup_start_lr: learning rate at iteration 0 of the warm-up.
     """
 
-    def __init__(self, learning_rate: float, end_lr: float = 0.0, power: float = 0.9,
+    def __init__(self, learning_rate: float, end_lr: float = 1e-4, power: float = 1.0,
+                 decay_steps: int | None = None, cycle: bool = False,
                  warmup_iters: int = 0, warmup_start_lr: float = 0.0) -> None:
         super().__init__(learning_rate, warmup_iters, warmup_start_lr)
         if power <= 0:
             raise ConfigError(f"power must be > 0, got {power}")
+        if decay_steps is not None and (isinstance(decay_steps, bool) or not isinstance(decay_steps, int)
+                                        or decay_steps <= 0):
+            raise ConfigError(f"decay_steps must be a positive integer, got {decay_steps!r}")
         self.end_lr = end_lr
         self.power = power
+        self.decay_steps = decay_steps
+        self.cycle = bool(cycle)
 
     def decay(self, t: int, total: int) -> float:
-        frac = 1.0 - min(t, total) / total
+        steps = self.decay_steps if self.decay_steps is not None else total
+        if self.cycle:
+            steps = steps * (math.ceil(t / steps) if t > 0 else 1)
+        else:
+            t = min(t, steps)
+        frac = 1.0 - float(t) / float(steps)
         return (self.learning_rate - self.end_lr) * frac ** self.power + self.end_lr
 
 
 class CosineAnnealingDecay(_Schedule):
-    """lr = end + (base − end)·(1 + cos(π·t/T))/2 after the warm-up."""
+    """lr = end + (base − end)·(1 + cos(π·t/T))/2 after the warm-up.
 
-    def __init__(self, learning_rate: float, end_lr: float = 0.0,
-                 warmup_iters: int = 0, warmup_start_lr: float = 0.0) -> None:
+    Without ``T_max``, T = ``iters − warmup_iters`` and the rate holds ``end_lr`` past it.
+    With ``T_max`` (PaddleSeg's key, which paddle requires), T = ``T_max`` and the curve is
+    paddle's: periodic, rising again after ``T_max`` (period ``2·T_max``).
+
+    Args:
+        learning_rate: base learning rate.
+        end_lr: final learning rate (default 0).
+        warmup_iters: linear warm-up length (0 = none).
+        warmup_start_lr: learning rate at iteration 0 of the warm-up.
+        T_max: paddle's half period, in iterations after the warm-up.
+        eta_min: paddle's name for ``end_lr`` (give one of the two).
+    """
+
+    def __init__(self, learning_rate: float, end_lr: float | None = None,
+                 warmup_iters: int = 0, warmup_start_lr: float = 0.0,
+                 T_max: int | None = None, eta_min: float | None = None) -> None:
         super().__init__(learning_rate, warmup_iters, warmup_start_lr)
-        self.end_lr = end_lr
+        if end_lr is not None and eta_min is not None:
+            raise ConfigError("give end_lr or eta_min (PaddleSeg's name for it), not both")
+        if T_max is not None and (isinstance(T_max, bool) or not isinstance(T_max, int) or T_max <= 0):
+            raise ConfigError(f"T_max must be a positive integer, got {T_max!r}")
+        self.end_lr = float(end_lr if end_lr is not None else eta_min if eta_min is not None else 0.0)
+        self.T_max = T_max
 
     def decay(self, t: int, total: int) -> float:
-        return self.end_lr + (self.learning_rate - self.end_lr) * (1 + math.cos(math.pi * min(t, total) / total)) / 2
+        if self.T_max is None:
+            t, period = min(t, total), total
+        else:
+            period = self.T_max
+        return self.end_lr + (self.learning_rate - self.end_lr) * (1 + math.cos(math.pi * t / period)) / 2
 
 
 class ConstantLR(_Schedule):

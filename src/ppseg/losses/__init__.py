@@ -12,9 +12,10 @@ builder constructs its sub-losses first.
 Multi-output rule (:func:`compute_losses`, :class:`SegLoss`): a model returns a list
 of logits (main output first, then auxiliary heads); output ``i`` goes with
 ``losses[i]`` and ``coef[i]``; ``total = sum_i coef_i * loss_i(output_i)``. A single
-loss with several coefs is replicated to every coef. Fewer outputs than loss entries is
-allowed (the extra entries are unused, as in PaddleSeg); more outputs is a
-:class:`~ppseg.errors.ConfigError`.
+loss with several coefs is replicated to every coef. The number of outputs must equal the
+number of loss entries (after that replication): fewer or more outputs is a
+:class:`~ppseg.errors.ConfigError`, as PaddleSeg's ``core/train.py`` (``check_logits_losses``)
+raises a ``RuntimeError`` whenever ``len(logits_list) != len(losses['types'])``.
 """
 
 from __future__ import annotations
@@ -89,6 +90,9 @@ def compute_losses(
 ) -> tuple[Tensor, dict[str, float]]:
     """PaddleSeg's multi-output loss: ``total = sum_i coef_i * losses[i](outputs[i], label)``.
 
+    One output per loss entry (after replicating a single loss over ``coef``), else a
+    :class:`~ppseg.errors.ConfigError`.
+
     Returns the total (graph-connected) and a dict of the weighted terms as floats,
     keyed ``"out{i}.{LossClass}"``; a :class:`MixedLoss` contributes one entry per
     sub-loss, ``"out{i}.{SubLossClass}"`` with value ``coef_i * coef_j * loss_j``.
@@ -97,14 +101,14 @@ def compute_losses(
     loss_list, coefs = expand_losses(losses, coef)
     if len(outs) == 0:
         raise ValueError("the model returned no output to compute a loss on")
-    if len(outs) > len(loss_list):
+    if len(outs) != len(loss_list):
         raise ConfigError(
-            f"the model returned {len(outs)} outputs (main + auxiliary heads) but there are only "
-            f"{len(loss_list)} loss entries; give one coef per output"
+            f"the model returned {len(outs)} outputs (main + auxiliary heads) but there are "
+            f"{len(loss_list)} loss entries; give one coef per output (PaddleSeg raises on this too)"
         )
     names: list[str] = []
     terms: list[Tensor] = []
-    for i, (out, loss, c) in enumerate(zip(outs, loss_list, coefs, strict=False)):
+    for i, (out, loss, c) in enumerate(zip(outs, loss_list, coefs, strict=True)):
         if isinstance(loss, MixedLoss):
             for sub_name, part in zip(loss.term_names, loss.terms(out, label), strict=True):
                 names.append(f"out{i}.{sub_name}")

@@ -20,20 +20,31 @@ from ._common import (
 
 
 class CrossEntropyLoss(nn.Module):
-    """PaddleSeg ``CrossEntropyLoss``.
+    """PaddleSeg ``CrossEntropyLoss`` (spec §7; equal to PaddleSeg 2.8's values and gradients,
+    ``tests/test_paddleseg_losses_metrics.py``).
 
-    Implements spec §7: ``ce`` is the per-pixel softmax cross-entropy (multiplied by
-    ``weight[label]`` when class weights are given), ``mask`` is 1 on non-ignored
-    pixels and 0 elsewhere.
+    ``ce`` is the per-pixel softmax cross-entropy times ``w = weight[label]`` (0 on ignored
+    pixels), and every pixel has a *coefficient* ``coef``:
 
-    * ``avg_non_ignore=True``: ``mean(ce * mask) / (mean(mask * w) + 1e-8)`` where
-      ``w = weight[label]`` (1 without class weights), i.e. the mean over non-ignored
-      pixels, weighted like ``torch.nn.functional.cross_entropy(weight=...)``.
-    * ``avg_non_ignore=False``: ``mean(ce * mask)`` over *all* pixels (ignored pixels
-      count as zeros in the denominator).
-    * ``top_k_percent_pixels < 1``: mean of the largest ``k = max(1, int(p * N*H*W))``
-      per-pixel losses (ignored pixels have loss 0); this bootstrapping mode ignores
-      ``avg_non_ignore``.
+    * ``avg_non_ignore=True``: ``coef = w`` on non-ignored pixels and 0 on ignored ones;
+    * ``avg_non_ignore=False``: ``coef = w`` on non-ignored pixels and 1 on ignored ones
+      (without class weights ``coef = 1`` everywhere).
+
+    ``w`` and ``coef`` are 1 without class weights. Then:
+
+    * ``top_k_percent_pixels == 1``: ``loss = mean(ce) / (mean(coef) + 1e-8)``: the mean over
+      non-ignored pixels weighted like ``torch.nn.functional.cross_entropy(weight=...)``
+      (``avg_non_ignore=True``), or the weighted mean over all pixels where an ignored pixel
+      counts as a zero loss of weight 1 (``False``);
+    * ``top_k_percent_pixels < 1``: the ``k = max(1, int(p * N*H*W))`` largest ``ce`` values,
+      divided by the mean *weight* of those pixels: ``mean(top_k(ce)) / (mean(w_k) + 1e-8)``,
+      where ``w_k`` is ``weight[label]`` of a kept pixel, PaddleSeg's rule: an ignored pixel
+      among them (loss 0) counts as ``weight[0]`` with ``avg_non_ignore=True`` (PaddleSeg reads
+      the weight of label ``label * mask = 0``) and as 1 with ``False``; 1 without class weights.
+
+    PaddleSeg raises on class weights with ``avg_non_ignore: false`` as soon as a pixel is
+    ignored (it one-hot encodes the raw label 255); here that pixel counts with weight 1, which
+    is also what PaddleSeg does without class weights.
 
     Args:
         weight: optional per-class weights, one per logit channel.
@@ -71,18 +82,24 @@ class CrossEntropyLoss(nn.Module):
             safe_label = torch.where(mask, label, torch.zeros_like(label))
             ce = F.cross_entropy(logits, safe_label, reduction="none")
             maskf = mask.float()
-            if weight is not None:
-                pixel_weight = weight.to(logits.device)[safe_label] * maskf
-                ce = ce * pixel_weight
-                denom_map = pixel_weight
-            else:
+            if weight is None:
                 ce = ce * maskf
-                denom_map = maskf
+                # coef: 1 on counted pixels (all of them with avg_non_ignore=False)
+                coef = maskf if self.avg_non_ignore else torch.ones_like(maskf)
+                kept_weight = torch.ones_like(maskf)
+            else:
+                w = weight.to(logits.device)[safe_label]  # weight[0] at ignored pixels
+                ce = ce * (w * maskf)
+                if self.avg_non_ignore:
+                    coef = w * maskf
+                    kept_weight = w
+                else:
+                    coef = torch.where(mask, w, torch.ones_like(w))
+                    kept_weight = coef
 
             if self.top_k_percent_pixels < 1.0:
                 flat = ce.reshape(-1)
                 k = max(1, int(self.top_k_percent_pixels * flat.numel()))
-                return flat.topk(k).values.mean()
-            if self.avg_non_ignore:
-                return ce.mean() / (denom_map.mean() + EPS_CE)
-            return ce.mean()
+                values, index = flat.topk(k)
+                return values.mean() / (kept_weight.reshape(-1)[index].mean() + EPS_CE)
+            return ce.mean() / (coef.mean() + EPS_CE)

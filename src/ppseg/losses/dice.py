@@ -11,18 +11,28 @@ from ppseg.errors import ConfigError
 from ._common import check_ignore_index, class_weight_for, is_number, no_autocast, prepare, register_class_weight
 
 
+EPS_DICE = 1e-8
+"""Denominator epsilon of PaddleSeg's DiceLoss."""
+
+
 class DiceLoss(nn.Module):
-    """Multi-class soft Dice loss (Milletari et al., V-Net 2016; PaddleSeg ``DiceLoss``).
+    """Multi-class soft Dice loss (Milletari et al., V-Net 2016; PaddleSeg ``DiceLoss``, equal to
+    its values and gradients, ``tests/test_paddleseg_losses_metrics.py``).
 
     With ``p`` the softmax probabilities and ``g`` the one-hot label, both zeroed on
-    ignored pixels, for every class ``c`` (sums over batch and space together)::
+    ignored pixels, for every image ``n`` and class ``c`` (sums over the pixels of the image)::
 
-        dice_c = (2 * sum(p_c * g_c) + smooth) / (sum(p_c) + sum(g_c) + smooth)
-        loss   = mean_c(w_c * (1 - dice_c))
+        dice_nc = (2 * sum(p_nc * g_nc) + smooth) / (sum(p_nc) + sum(g_nc) + smooth + 1e-8)
+        loss    = mean_c(w_c * mean_n(1 - dice_nc))
 
-    ``w_c`` are the optional class weights (1 by default). A class whose denominator is
-    0 (only possible with ``smooth=0``) counts as ``dice_c = 1``. With every pixel
-    ignored the loss is a graph-connected zero.
+    i.e. Dice per image, then the batch mean, as PaddleSeg (not pooled over the batch).
+    ``w_c`` are the optional class weights (1 by default). With ``smooth=0`` a class absent from
+    both the image's prediction mass and its label has ``dice = 0`` (loss 1), as in PaddleSeg.
+    With every pixel ignored the loss is a graph-connected zero.
+
+    Unlike PaddleSeg's, this loss does not write into the caller's label (PaddleSeg sets the
+    ignored pixels of the label tensor to class 0, which every later loss of a ``MixedLoss`` then
+    trains on).
 
     Args:
         ignore_index: label value excluded from the loss.
@@ -46,18 +56,17 @@ class DiceLoss(nn.Module):
         with no_autocast(logits.device):
             logits, label = prepare(logits, label)
             num_classes = logits.shape[1]
-            mask = (label != self.ignore_index).unsqueeze(1).float()
-            safe_label = torch.where(label != self.ignore_index, label, torch.zeros_like(label))
+            valid = label != self.ignore_index
+            mask = valid.unsqueeze(1).float()
+            safe_label = torch.where(valid, label, torch.zeros_like(label))
             onehot = F.one_hot(safe_label, num_classes).permute(0, 3, 1, 2).float() * mask
             probs = logits.softmax(dim=1) * mask
-            dims = (0, 2, 3)
-            inter = (probs * onehot).sum(dims)
-            denom = probs.sum(dims) + onehot.sum(dims) + self.smooth
-            dice = torch.where(
-                denom > 0, (2.0 * inter + self.smooth) / denom.clamp_min(1e-12), torch.ones_like(denom)
-            )
-            loss = 1.0 - dice
+            dims = (2, 3)
+            inter = (probs * onehot).sum(dims)  # [N, C]
+            denom = (probs + onehot).sum(dims) + self.smooth + EPS_DICE
+            loss = (1.0 - (2.0 * inter + self.smooth) / denom).mean(0)  # [C]: batch mean per class
             weight = class_weight_for(self, num_classes)
             if weight is not None:
                 loss = loss * weight.to(loss.device)
-            return loss.mean()
+            # every pixel ignored: a graph-connected zero (no device sync)
+            return torch.where(valid.any(), loss.mean(), logits.sum() * 0.0)

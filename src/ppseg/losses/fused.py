@@ -463,9 +463,11 @@ class _FusedCELovasz(torch.autograd.Function):
         with record_function("fused_ce_lovasz.forward_lovasz"):
             # ---- cross-entropy (CrossEntropyLoss, spec §7): ce = ln2 * (log2(sum) - z_label), shifted
             ce_pix = (sm.log2() - zl).mul_(LN2)
+            # CrossEntropyLoss's denominator: the mean coefficient (the weight of the counted pixels;
+            # with avg_non_ignore=False an ignored pixel counts with weight 1)
             ce_sum = (ce_pix * wpix).mean()
-            wmean = wpix.mean()
-            ce = ce_sum / (wmean + EPS_CE) if avg_non_ignore else ce_sum
+            wmean = wpix.mean() if avg_non_ignore else torch.where(valid, wpix, 1.0).mean()
+            ce = ce_sum / (wmean + EPS_CE)
 
             # ---- Lovász-Softmax, "present" classes (LovaszSoftmaxLoss semantics).
             # Candidates: every valid pixel for its own class (error 1 - p), and background
@@ -553,7 +555,7 @@ class _FusedCELovasz(torch.autograd.Function):
     @staticmethod
     def _backward(ctx: Any, g_ce: Tensor, g_lov: Tensor, n_threads: int):  # type: ignore[no-untyped-def]
         L, safe, wpix, S, gp_fg, mx, sm, gp_b, tgt_b, row_b = ctx.saved_tensors
-        H, W, npix, avg_non_ignore = ctx.meta
+        H, W, npix, _ = ctx.meta
         N = L.shape[0]
         dev = L.device
         rz = _Resized(L, H, W)
@@ -561,9 +563,7 @@ class _FusedCELovasz(torch.autograd.Function):
         with torch.no_grad(), record_function("fused_ce_lovasz.backward_bands"):
             # dz = p * (a*w - g_lov*S) + onehot(label) * (g_lov * p_y g_y - a*w)
             #      + g_lov * p_k g_k on the background candidates
-            a = g_ce / npix
-            if avg_non_ignore:
-                a = a / (ctx.wmean + EPS_CE)
+            a = g_ce / npix / (ctx.wmean + EPS_CE)
             aw = wpix * a
             coef = (aw - g_lov * S).div_(sm)  # p = exp2(z - max) / sum
             on_label = (gp_fg * g_lov).sub_(aw)

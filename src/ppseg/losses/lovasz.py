@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from ppseg.errors import ConfigError
 
-from ._common import check_ignore_index, lovasz_grad, no_autocast, prepare
+from ._common import check_ignore_index, is_int, lovasz_grad, no_autocast, prepare
 
 _INF = float("inf")
 
@@ -17,27 +17,40 @@ _CLASS_MODES = ("present", "all")
 
 
 class LovaszSoftmaxLoss(nn.Module):
-    """Multi-class Lovász-Softmax loss (spec §7).
+    """Multi-class Lovász-Softmax loss (spec §7; PaddleSeg ``LovaszSoftmaxLoss``, equal to its
+    values and gradients, ``tests/test_paddleseg_losses_metrics.py``).
 
     Softmax probabilities of all non-ignored pixels of the batch are flattened
-    together. For each class ``c`` (``classes="present"``: only classes that occur in
-    the ground truth of the batch; ``"all"``: every class) the errors
-    ``|fg_c - p_c|`` are sorted in decreasing order and dotted with the Lovász
-    gradient of the correspondingly sorted ``fg_c`` (see
-    :func:`ppseg.losses._common.lovasz_grad`); the loss is the mean over those classes.
+    together. For each evaluated class ``c`` the errors ``|fg_c - p_c|`` are sorted in
+    decreasing order and dotted with the Lovász gradient of the correspondingly sorted
+    ``fg_c`` (see :func:`ppseg.losses._common.lovasz_grad`); the loss is the mean over those
+    classes. The evaluated classes are, by ``classes``:
+
+    * ``"present"`` (PaddleSeg default): the classes that occur in the batch's ground truth;
+    * ``"all"``: every class;
+    * a list of class ids, e.g. ``[1, 3]``: those classes, in that order, whether they occur
+      or not (a class absent from the ground truth costs its largest probability, as in
+      ``"all"``).
+
     With no valid pixel (or no present class) the loss is ``0 * sum(probs)``.
 
     Args:
         ignore_index: label value excluded from the loss.
-        classes: ``"present"`` (PaddleSeg default) or ``"all"``.
+        classes: ``"present"``, ``"all"`` or a non-empty list of class ids.
     """
 
-    def __init__(self, ignore_index: int = 255, classes: Literal["present", "all"] = "present") -> None:
+    def __init__(self, ignore_index: int = 255,
+                 classes: Literal["present", "all"] | list[int] = "present") -> None:
         super().__init__()
         self.ignore_index = check_ignore_index(ignore_index)
-        if classes not in _CLASS_MODES:
-            raise ConfigError(f"classes must be one of {list(_CLASS_MODES)}, got {classes!r}")
-        self.classes = classes
+        if isinstance(classes, (list, tuple)):
+            if not classes or not all(is_int(c) and c >= 0 for c in classes):
+                raise ConfigError(f"classes must be 'present', 'all' or a non-empty list of class ids "
+                                  f"(ints >= 0), got {classes!r}")
+            classes = [int(c) for c in classes]
+        elif classes not in _CLASS_MODES:
+            raise ConfigError(f"classes must be one of {list(_CLASS_MODES)} or a list of class ids, got {classes!r}")
+        self.classes: str | list[int] = classes
 
     def forward(self, logits: Tensor, label: Tensor) -> Tensor:
         with no_autocast(logits.device):
@@ -48,6 +61,9 @@ class LovaszSoftmaxLoss(nn.Module):
                     "LovaszSoftmaxLoss needs at least 2 logit channels; "
                     "use LovaszHingeLoss for 1-channel logits"
                 )
+            if isinstance(self.classes, list) and max(self.classes) >= num_classes:
+                raise ConfigError(f"LovaszSoftmaxLoss classes {self.classes} name a class >= the "
+                                  f"{num_classes} logit channels")
             probs = logits.softmax(dim=1)
             flat_label = label.reshape(-1)
             valid = flat_label != self.ignore_index
@@ -57,8 +73,10 @@ class LovaszSoftmaxLoss(nn.Module):
             labels = flat_label[valid]
             if self.classes == "present":
                 classes = torch.unique(labels)  # sorted, like the reference's class loop
-            else:
+            elif self.classes == "all":
                 classes = torch.arange(num_classes, device=labels.device)
+            else:
+                classes = torch.tensor(self.classes, device=labels.device)
             # [K, N_valid]: probabilities of the K evaluated classes at the valid pixels.
             p = probs.index_select(1, classes).transpose(0, 1).reshape(len(classes), -1)[:, valid]
             fg = (labels.unsqueeze(0) == classes.unsqueeze(1)).to(p.dtype)
@@ -103,7 +121,11 @@ class LovaszHingeLoss(nn.Module):
     """Binary Lovász hinge loss (Berman et al. 2018), batch flattened together.
 
     Accepts 1-channel logits (label 0/1) or 2-channel logits, which are turned into
-    the single logit ``x1 - x0`` (equal to ``log(p1 / p0)`` of the 2-way softmax).
+    the single logit ``x1 - x0`` (equal to ``log(p1 / p0)`` of the 2-way softmax). On 1-channel
+    logits this equals PaddleSeg's ``LovaszHingeLoss`` (``tests/test_paddleseg_losses_metrics.py``).
+    On 2 channels PaddleSeg means the same logit but writes ``log(p1 + eps / (1 - p1 + eps))``
+    (an operator-precedence slip for ``log(p1 / (1 - p1))``: its "logit" is ``log(p1) <= 0``),
+    so its values differ there (13 % on random logits); ppseg uses the intended logit.
     With signs ``s = 2*label - 1`` the hinge errors ``1 - x*s`` are sorted
     decreasingly and ``relu(errors)`` is dotted with the Lovász gradient of the sorted
     labels. Ignored pixels are dropped; with no valid pixel the loss is

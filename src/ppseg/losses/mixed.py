@@ -56,7 +56,7 @@ class MixedLoss(nn.Module):
         """The weighted terms ``coef_j * loss_j(logits, label)``, in order."""
         pair = fusable_pair(list(self.losses))
         if pair is not None:
-            ce, lov = self.losses[pair[0]], self.losses[pair[1]]
+            ce = self.losses[pair[0]]
             if applies_to(logits, label, ce, ce.ignore_index):
                 values = dict(zip(pair, fused_ce_lovasz(
                     logits, label, ce.ignore_index, ce.class_weight, ce.avg_non_ignore), strict=True))

@@ -25,6 +25,12 @@ class OhemCrossEntropyLoss(nn.Module):
     3. otherwise (``min_kept >= #valid`` or no valid pixel) keep every valid pixel;
     4. ``loss = mean(ce * kept) / (mean(kept) + 1e-5)``.
 
+    With ``min_kept >= 1`` this equals PaddleSeg's ``OhemCrossEntropyLoss`` (values and
+    gradients, ``tests/test_paddleseg_losses_metrics.py``). With ``min_kept: 0`` PaddleSeg mines
+    nothing: its threshold test sits inside ``if min_kept > 0``, so it keeps every valid pixel
+    (a plain cross-entropy). Here ``min_kept: 0`` means what it says, no minimum: the pixels
+    with ``p_gt < thresh`` are kept (for PaddleSeg's behaviour, use ``CrossEntropyLoss``).
+
     Args:
         thresh: probability threshold in ``[0, 1]``.
         min_kept: minimum number of pixels kept per batch (>= 0).

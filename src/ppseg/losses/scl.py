@@ -4,7 +4,9 @@ The loss compares the *connected components* of the prediction with those of the
 class by class, and rewards predictions whose components match the ground-truth
 components one to one (no fragments, no stray blobs).
 
-Two modes (an explicit choice, spec §4.6 / §11 item 11b):
+Two modes (an explicit choice, spec §4.6 / §11 item 11b). **The default differs from
+PaddleSeg on purpose**: PaddleSeg's value is ``mode: reference`` (equal to it,
+``tests/test_paddleseg_losses_metrics.py``):
 
 * ``"differentiable"`` (default): the loss reaches the logits. The components are found
   on the argmax and the label as in the reference, but every IoU is computed with the
@@ -102,6 +104,9 @@ class SemanticConnectivityLoss(nn.Module):
         mode: ``"differentiable"`` (default; trains the network) or ``"reference"``
             (PaddleSeg's value; zero gradient).
         connectivity: Pixel connectivity of the components: 8 (reference) or 4.
+        use_argmax: PaddleSeg's switch: ``true`` (its default) takes the argmax of the logits,
+            as here; ``false`` means the input is already a class map, which a ppseg loss never
+            receives (losses get the model's logits), so only ``true`` is accepted.
 
     Shapes:
         ``logits [N, C, H, W]`` (resized to the label size if needed), ``label [N, H, W]``
@@ -118,9 +123,16 @@ class SemanticConnectivityLoss(nn.Module):
         max_pred_num_conn: int = 10,
         mode: SCLMode = "differentiable",
         connectivity: Literal[4, 8] = 8,
+        use_argmax: bool = True,
     ) -> None:
         super().__init__()
         self.ignore_index = check_ignore_index(ignore_index)
+        if use_argmax is not True:
+            raise ConfigError(
+                f"use_argmax: {use_argmax!r}: PaddleSeg's use_argmax: false expects a class map instead "
+                "of logits, but ppseg losses always receive the model's logits [N, C, H, W]; remove "
+                "use_argmax (or write use_argmax: true): the loss takes their argmax"
+            )
         if not is_int(max_pred_num_conn) or max_pred_num_conn < 1:
             raise ConfigError(f"max_pred_num_conn must be an int >= 1, got {max_pred_num_conn!r}")
         if mode not in _MODES:

@@ -5,23 +5,29 @@ CPU. From it, per class ``i``: ``inter_i = cm[i, i]``, ``label_area_i = cm[i, :]
 ``pred_area_i = cm[:, i].sum()`` (pixels whose label is ``ignore_index`` are never
 counted), which are PaddleSeg's dataset-level sums.
 
-Definitions (PaddleSeg ``utils/metrics.py`` semantics):
+Definitions (PaddleSeg ``utils/metrics.py``: ``mean_iou``, ``class_measurement``, ``kappa``,
+``dice``; equal to them to 1e-9, ``tests/test_paddleseg_losses_metrics.py``):
 
-* ``IoU_i = inter_i / (pred_area_i + label_area_i - inter_i)``; **when the union is 0
-  (class absent from both prediction and ground truth) IoU_i = 1**, as in PaddleSeg.
-  ``miou`` is the mean over all classes. mmseg instead skips such classes (NaN);
-  that value is exposed as ``miou_present`` (mean over classes with a non-zero union).
-* ``acc = sum(inter) / sum(pred_area)`` (overall pixel accuracy).
+* ``IoU_i = inter_i / (pred_area_i + label_area_i - inter_i)``; **a class whose union is 0
+  (absent from both the prediction and the ground truth) has IoU_i = 0**, as in PaddleSeg
+  (``mean_iou``: ``if union[i] == 0: iou = 0``). ``miou`` is the mean over all classes, so
+  every such class lowers it by ``1/C``. mmseg instead skips such classes (NaN); that value
+  is exposed as ``miou_present`` (mean over the classes with a non-zero union).
+* ``acc = sum(inter) / sum(pred_area)`` (overall pixel accuracy; PaddleSeg's ``Acc``).
 * ``class_precision_i = inter_i / pred_area_i``, ``class_recall_i = inter_i / label_area_i``
-  (0 when the denominator is 0); ``class_acc`` is the recall (mmseg's per-class
-  accuracy) and ``macc`` is its mean over classes present in the ground truth.
+  (0 when the denominator is 0), PaddleSeg's ``class_measurement``. ``class_acc`` is the
+  recall (mmseg's per-class accuracy) and ``macc`` is its mean over the classes present in
+  the ground truth (mmseg's mAcc). PaddleSeg's deprecated ``accuracy()`` calls the
+  *precision* "class acc" and the overall accuracy "macc": those are ``class_precision`` and
+  ``acc`` here.
 * ``kappa``: ``N = sum(label_area)``, ``p_o = sum(inter) / N``,
   ``p_e = sum(pred_area_i * label_area_i) / N^2``, ``(p_o - p_e) / (1 - p_e)`` (float64).
 * ``Dice_i = 2 inter_i / (pred_area_i + label_area_i)`` (0 when the denominator is 0);
   ``mdice`` is the mean over all classes.
 
-Degenerate cases: with no counted pixel ``acc``, ``macc`` and ``kappa`` are 0 and
-``miou_present`` is NaN; when ``p_e == 1`` (one class fills both maps) ``kappa`` is 1.
+Degenerate cases, where PaddleSeg divides 0 by 0 and reports NaN: with no counted pixel
+``acc``, ``macc`` and ``kappa`` are 0 and ``miou_present`` is NaN; when ``p_e == 1`` (one
+class fills both maps) ``kappa`` is 1.
 """
 
 from __future__ import annotations
@@ -116,7 +122,7 @@ class SegMetrics:
         label_area = cm.sum(axis=1)
         pred_area = cm.sum(axis=0)
         union = pred_area + label_area - inter
-        class_iou = _safe_div(inter, union, empty=1.0)
+        class_iou = _safe_div(inter, union, empty=0.0)  # PaddleSeg mean_iou: union 0 -> IoU 0
         class_precision = _safe_div(inter, pred_area, empty=0.0)
         class_recall = _safe_div(inter, label_area, empty=0.0)
         class_dice = _safe_div(2.0 * inter, pred_area + label_area, empty=0.0)
