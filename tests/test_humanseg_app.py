@@ -335,6 +335,45 @@ def test_a_failure_midway_leaves_no_output(clip, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.mp4"]  # temp file removed
 
 
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_a_failure_midway_in_a_folder_or_an_image_leaves_no_output(error, tmp_path):
+    frames, _ = make_frames(n=4)
+    src = tmp_path / "imgs"
+    (src / "sub").mkdir(parents=True)
+    for i, f in enumerate(frames):
+        cv2.imwrite(str(src / ("sub" if i % 2 else ".") / f"{i}.png"), f)
+    out = tmp_path / "new" / "masks"
+    with pytest.raises(error):  # two images written (to the staging folder), then the model fails
+        run_humanseg(RedModel(fail_after=2, error=error), src, out, output="mask")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs"]  # no staging folder, no new/
+    with pytest.raises(error):  # a single image into new folders: neither the file nor the folders
+        run_humanseg(RedModel(fail_after=0, error=error), src / "0.png", tmp_path / "a" / "b" / "o.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs"]
+    res = run_humanseg(RedModel(), src, out, output="mask")  # and when all succeed, everything is there
+    assert res.frames == 4 and sorted(str(p.relative_to(out)) for p in res.outputs) == [
+        "0.png", "2.png", "sub/1.png", "sub/3.png"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["masks"]
+
+
+def test_a_video_that_cannot_be_read_back_is_not_kept(clip, tmp_path, monkeypatch):
+    """OpenCV's writer reports no write errors: a full disk shows as a file that does not read back."""
+    from ppseg.apps import media
+    from ppseg.errors import PPSegError
+
+    release = media.VideoSink.commit
+
+    def full_disk(self):
+        self.writer.release()
+        data = self.tmp.read_bytes()
+        self.tmp.write_bytes(data[: len(data) // 2])  # what a full disk leaves: no index at the end
+        return release(self)
+
+    monkeypatch.setattr(media.VideoSink, "commit", full_disk)
+    with pytest.raises(PPSegError, match="cannot be read back.*disk full"):
+        run_humanseg(RedModel(), clip[0], tmp_path / "o.mp4", output="mask")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_ctrl_c_discards_a_video_but_keeps_a_webcam_recording(clip, tmp_path):
     out = tmp_path / "o.mp4"
     with pytest.raises(KeyboardInterrupt):

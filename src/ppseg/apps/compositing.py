@@ -67,8 +67,12 @@ def _cover(img: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.ascontiguousarray(big[y:y + h, x:x + w])
 
 
+#: blur kernels ``blur:K`` takes (a 100001 kernel takes seconds a frame, 999999 minutes)
+MIN_BLUR, MAX_BLUR = 3, 1001
+
+
 def parse_background(spec: str) -> Background:
-    """``color:R,G,B`` (0..255), ``image:PATH`` or ``blur[:K]`` (odd K >= 3, default 31)."""
+    """``color:R,G,B`` (0..255), ``image:PATH`` or ``blur[:K]`` (odd K in 3..1001, default 31)."""
     kind, _, arg = str(spec).partition(":")
     kind = kind.strip().lower()
     if kind == "color":
@@ -84,13 +88,15 @@ def parse_background(spec: str) -> Background:
     if kind == "image":
         if not arg:
             raise ConfigError(f"--background {spec!r}: expected image:PATH")
-        if not Path(arg).is_file():
+        if not Path(arg).exists():
             raise ConfigError(f"--background {spec!r}: {arg}: file not found")
-        from ..data.io import read_image
+        if not Path(arg).is_file():
+            raise ConfigError(f"--background {spec!r}: {arg}: not a file")
+        from ..data.io import read_image_quiet
         from ..errors import DataError
 
         try:
-            img = cv2.cvtColor(read_image(arg), cv2.COLOR_RGB2BGR)
+            img = cv2.cvtColor(read_image_quiet(arg), cv2.COLOR_RGB2BGR)
         except DataError as e:
             raise ConfigError(f"--background {spec!r}: {e}") from None
         return Background("image", image_bgr=img)
@@ -101,8 +107,9 @@ def parse_background(spec: str) -> Background:
                 k = int(arg)
             except ValueError:
                 k = -1
-        if k < 3 or k % 2 == 0:
-            raise ConfigError(f"--background {spec!r}: the blur kernel must be an odd integer >= 3, e.g. blur:31")
+        if not MIN_BLUR <= k <= MAX_BLUR or k % 2 == 0:
+            raise ConfigError(f"--background {spec!r}: the blur kernel must be an odd integer in "
+                              f"[{MIN_BLUR}, {MAX_BLUR}], e.g. blur:31")
         return Background("blur", blur=k)
     raise ConfigError(f"--background {spec!r}: expected color:R,G,B, image:PATH or blur[:K]")
 

@@ -31,6 +31,7 @@ by :class:`TorchPersonModel` when it is used.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -42,14 +43,17 @@ import numpy as np
 
 from ..data.io import IMAGE_SUFFIXES
 from ..errors import ConfigError, DataError, PPSegError
+from ..fileio import check_output_path
 from .compositing import Background, composite, parse_background
-from .media import VIDEO_SUFFIXES, WRITE_VIDEO_SUFFIXES, Source, VideoSink, open_source, progress_bar, write_frame
+from .media import (VIDEO_SUFFIXES, WRITE_VIDEO_SUFFIXES, Source, StagedFolder, VideoSink, check_fps, make_parents,
+                    open_source, progress_bar, remove_created, write_frame)
 from .stabilize import FlickerMeter, StabilizerParams, TemporalStabilizer
 
 __all__ = [
     "OUTPUTS", "REFERENCE_INPUT_SIZES", "DEFAULT_INPUT_SIZE",
     "PersonModel", "OnnxPersonModel", "TorchPersonModel", "load_person_model",
-    "HumanSeg", "RunResult", "run_humanseg",
+    "HumanSeg", "RunResult", "run_humanseg", "check_outputs", "check_input_size", "check_feather",
+    "INPUT_SIZE_RANGE", "FEATHER_RANGE", "MAX_NETWORK_SIDE",
 ]
 
 Output = Literal["mask", "alpha", "composite"]
@@ -64,6 +68,38 @@ REFERENCE_INPUT_SIZES: dict[str, tuple[int, int]] = {
     "pp_humansegv2_mobile": (192, 192),
 }
 DEFAULT_INPUT_SIZE = (256, 144)
+#: the network input sides ``--input-size`` takes (a person model needs no more; 8192 runs out of memory)
+INPUT_SIZE_RANGE = (8, 2048)
+#: the longest network side a dynamic ONNX graph without a resize gets (larger frames are scaled down to it)
+MAX_NETWORK_SIDE = 2048
+#: matte edge softness ``--feather`` in pixels
+FEATHER_RANGE = (0.0, 1000.0)
+
+
+def check_input_size(input_size: tuple[int, int] | None) -> tuple[int, int] | None:
+    """``(w, h)`` within :data:`INPUT_SIZE_RANGE`, or a :class:`ConfigError` naming ``--input-size``."""
+    if input_size is None:
+        return None
+    lo, hi = INPUT_SIZE_RANGE
+    try:
+        values = tuple(int(v) for v in input_size)
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) != 2 or not all(lo <= v <= hi for v in values):
+        raise ConfigError(f"--input-size must be two sizes in [{lo}, {hi}] (W H), got {list(input_size)}")
+    return values  # type: ignore[return-value]
+
+
+def check_feather(feather: float) -> float:
+    """``feather`` within :data:`FEATHER_RANGE`, or a :class:`ConfigError` naming ``--feather``."""
+    lo, hi = FEATHER_RANGE
+    try:
+        value = float(feather)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and lo <= value <= hi):
+        raise ConfigError(f"--feather must be a number of pixels in [{lo:g}, {hi:g}], got {feather}")
+    return value
 
 
 def _orient(size_wh: tuple[int, int], frame_hw: tuple[int, int]) -> tuple[int, int]:
@@ -121,8 +157,8 @@ class OnnxPersonModel(PersonModel):
 
         self.predictor = Predictor(path, threads=threads)
         car = self.predictor.sidecar
-        if car.num_classes < 2:
-            raise PPSegError(f"{path}: a person model needs 2 classes (background, person); "
+        if car.num_classes != 2:
+            raise PPSegError(f"{path}: a person model has 2 classes (background, person); "
                              f"this one has {car.num_classes}")
         self.name = car.model or Path(path).name
         self.input_size = input_size
@@ -153,8 +189,9 @@ class OnnxPersonModel(PersonModel):
                 hw = sample.hw
         elif self.input_size is not None:
             hw = _orient(self.input_size, frame_hw)
-        else:
-            hw = frame_hw
+        else:  # the frame itself, scaled down to MAX_NETWORK_SIDE (a 8000x8000 image would not fit)
+            s = min(1.0, MAX_NETWORK_SIDE / max(frame_hw))
+            hw = (max(1, round(frame_hw[0] * s)), max(1, round(frame_hw[1] * s)))
         self._cache[frame_hw] = (int(hw[0]), int(hw[1]))
         return self._cache[frame_hw]
 
@@ -209,8 +246,8 @@ class TorchPersonModel(PersonModel):
         self._torch = torch
         self.name = str(load_file(path).get("model") or "model")
         self.segmentor = load_segmentor(path)
-        if self.segmentor.num_classes < 2:
-            raise PPSegError(f"{path}: a person model needs 2 classes (background, person); "
+        if self.segmentor.num_classes != 2:
+            raise PPSegError(f"{path}: a person model has 2 classes (background, person); "
                              f"this one has {self.segmentor.num_classes}")
         self.input_size = tuple(input_size) if input_size else REFERENCE_INPUT_SIZES.get(self.name, DEFAULT_INPUT_SIZE)
 
@@ -230,11 +267,12 @@ def load_person_model(path: str | os.PathLike, *, threads: int | None = None,
     """``model.onnx`` -> :class:`OnnxPersonModel`; anything else (a weights file, a run
     directory) -> :class:`TorchPersonModel` (needs torch)."""
     p = Path(path)
+    input_size = check_input_size(input_size)
     if not p.exists():
         raise PPSegError(f"{p}: model not found")
-    if input_size is not None and (len(input_size) != 2 or min(input_size) < 8):
-        raise ConfigError(f"--input-size must be two sizes >= 8 (W H), got {list(input_size)}")
     if p.suffix.lower() == ".onnx":
+        if not p.is_file():
+            raise PPSegError(f"{p}: not a file (give the model.onnx that 'ppseg export' wrote)")
         return OnnxPersonModel(p, threads=threads, input_size=input_size)
     return TorchPersonModel(p, threads=threads, input_size=input_size)
 
@@ -255,11 +293,9 @@ class HumanSeg:
 
     def __init__(self, model: PersonModel, *, stabilize: bool = True, params: StabilizerParams | None = None,
                  feather: float = 2.0, work_max_side: int = 320) -> None:
-        if feather < 0:
-            raise ConfigError(f"--feather must be >= 0, got {feather}")
+        self.feather = check_feather(feather)
         self.model = model
         self.stabilizer = TemporalStabilizer(params) if stabilize else None
-        self.feather = float(feather)
         self.work_max_side = int(work_max_side)
         self.flicker = FlickerMeter()
         self.timings: dict[str, float] = {}
@@ -362,48 +398,117 @@ def run_humanseg(
         fps: output frame rate (default: the input's; 30 when unknown).
         progress: show a progress bar with frames/s (tqdm).
 
-    A video is written to a temp file and renamed into place at the end; on an error or
-    Ctrl-C the temp file is removed and ``out`` is left as it was. A webcam recording
-    stopped with Ctrl-C is finished and kept (that is how a webcam run ends).
+    Nothing is half-written: ``out`` is checked before the first frame (:func:`check_outputs`);
+    a video is written to a temp file and renamed into place at the end, a folder of images
+    into a hidden staging folder next to ``out`` moved into place when every image succeeded,
+    a single image atomically. On an error or Ctrl-C nothing is left and ``out`` is as it was
+    (a video that turns out truncated or corrupt is such an error). A webcam recording stopped
+    with Ctrl-C is finished and kept (that is how a webcam run ends).
     """
     if output not in OUTPUTS:
         raise ConfigError(f"--output must be one of {', '.join(OUTPUTS)}, got {output!r}")
     if max_frames is not None and max_frames < 1:
         raise ConfigError(f"--max-frames must be >= 1, got {max_frames}")
+    if fps is not None:
+        fps = check_fps(fps)
+    feather = check_feather(feather)
     bg = parse_background(background) if isinstance(background, str) else background
     src = source if isinstance(source, Source) else open_source(source, fps=fps)
     out = Path(out)
     try:
+        targets = check_outputs(src, out, max_frames)
         if src.kind == "images":
-            return _run_images(model, src, out, output, bg, bool(stabilize), params, feather, max_frames, progress)
+            return _run_images(model, src, out, targets, output, bg, bool(stabilize), params, feather, max_frames,
+                               progress)
         return _run_video(model, src, out, output, bg, stabilize is not False, params, feather, max_frames,
                           fps or src.fps, progress)
     finally:
         src.close()
 
 
-def _run_images(model: PersonModel, src: Source, out: Path, output: Output, bg: Background, stabilize: bool,
-                params: StabilizerParams | None, feather: float, max_frames: int | None, progress: bool) -> RunResult:
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def check_outputs(src: Source, out: str | os.PathLike, max_frames: int | None = None) -> list[Path]:
+    """Check ``out`` for ``src`` before any work and return the files that will be written.
+
+    Images: a single image goes to an image file ``out`` (or into the folder ``out``), a folder
+    of images into the folder ``out`` (``<name>.png``, sub-folders mirrored); videos and webcams
+    to a video file. Refused, with a :class:`~ppseg.errors.PPSegError` naming ``--out``: the wrong
+    kind of path, a path under a file or in a folder that cannot be written, a target that is an
+    existing folder, two inputs with one output name (``a.jpg`` and ``a.png``), and an output
+    that would overwrite an input."""
+    out = Path(out)
+    if src.kind != "images":
+        if out.suffix.lower() not in WRITE_VIDEO_SUFFIXES:
+            raise ConfigError(f"--out {out}: a video input needs a video output file "
+                              f"({', '.join(WRITE_VIDEO_SUFFIXES)})")
+        check_output_path(out, "--out", "file")
+        if src.kind == "video" and _same_file(out, Path(src.name)):
+            raise ConfigError(f"--out {out}: is the input video; give another file name")
+        return [out]
+    files = src.files if max_frames is None else src.files[:max_frames]
     single = len(src.files) == 1 and src.root is None
     if single and out.suffix.lower() in IMAGE_SUFFIXES:
-        target_of = lambda name: out  # noqa: E731
+        check_output_path(out, "--out", "file")
+        pairs = [(src.files[0], out)]
     else:
         if out.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
-            raise ConfigError(f"--out {out}: a folder is needed for a folder of images")
-        target_of = lambda name: (out / name).with_suffix(".png")  # noqa: E731
+            need = "an image file (.png, .jpg...) or a folder" if single else "a folder"
+            raise ConfigError(f"--out {out}: {'an image' if single else 'a folder of images'} needs {need}")
+        check_output_path(out, "--out", "dir")
+        pairs = [(f, (out / (f.relative_to(src.root) if src.root else Path(f.name))).with_suffix(".png"))
+                 for f in files]
+    seen: dict[Path, Path] = {}
+    for f, target in pairs:
+        if target in seen:
+            raise ConfigError(f"--out {out}: {seen[target]} and {f} would both be written to {target}; "
+                              "rename one of them")
+        seen[target] = f
+        if target.is_dir():
+            raise ConfigError(f"--out {out}: {target} is a folder; it cannot be replaced by an image")
+        if _same_file(target, f):
+            raise ConfigError(f"--out {out}: would overwrite the input image {f}; give another output")
+        parent = target.parent
+        while parent != out.parent and not parent.exists():
+            parent = parent.parent
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(f"--out {out}: {target} lies under {parent}, which is a file, not a folder")
+        if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
+            raise ConfigError(f"--out {out}: {parent} is not writable")
+    return [t for _, t in pairs]
+
+
+def _run_images(model: PersonModel, src: Source, out: Path, targets: list[Path], output: Output, bg: Background,
+                stabilize: bool, params: StabilizerParams | None, feather: float, max_frames: int | None,
+                progress: bool) -> RunResult:
     seg = HumanSeg(model, stabilize=stabilize, params=params, feather=feather)
-    bar = progress_bar(src.frame_count, progress, "humanseg")
-    written: list[Path] = []
+    bar = progress_bar(len(targets), progress, "humanseg")
+    folder = not (len(targets) == 1 and targets[0] == out)
+    stage = StagedFolder(out) if folder else None
+    created = [] if folder else make_parents(out.parent)
     start = time.perf_counter()
     try:
-        for name, frame in src.frames(max_frames):
+        for (_, frame), target in zip(src.frames(max_frames), targets):
             if not stabilize:
                 seg.reset()
-            target = target_of(name)
-            write_frame(target, seg.render(frame, output, bg))
-            written.append(target)
+            image = seg.render(frame, output, bg)
+            if stage is not None:
+                write_frame(stage.staged(target.relative_to(out)), image)
+            else:
+                write_frame(target, image)  # atomic: a temp file renamed into place
             if bar is not None:
                 bar.update(1)
+        written = stage.commit() if stage is not None else list(targets)
+    except BaseException:
+        if stage is not None:
+            stage.discard()
+        remove_created(created)
+        raise
     finally:
         if bar is not None:
             bar.close()
@@ -414,8 +519,6 @@ def _run_images(model: PersonModel, src: Source, out: Path, output: Output, bg: 
 def _run_video(model: PersonModel, src: Source, out: Path, output: Output, bg: Background, stabilize: bool,
                params: StabilizerParams | None, feather: float, max_frames: int | None, fps: float,
                progress: bool) -> RunResult:
-    if out.suffix.lower() not in WRITE_VIDEO_SUFFIXES:
-        raise ConfigError(f"--out {out}: a video input needs a video output file ({', '.join(WRITE_VIDEO_SUFFIXES)})")
     seg = HumanSeg(model, stabilize=stabilize, params=params, feather=feather)
     assert src.size is not None
     sink = VideoSink(out, fps, src.size)

@@ -9,6 +9,11 @@ raised as :class:`ppseg.errors.DataError` with a message naming the file.
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -18,8 +23,8 @@ from PIL import Image, UnidentifiedImageError
 from ppseg.errors import DataError
 from ppseg.fileio import atomic_open
 
-__all__ = ["IMAGE_SUFFIXES", "list_images", "collect_images", "read_image", "read_label", "read_label_raw",
-           "write_image", "write_png_atomic"]
+__all__ = ["IMAGE_SUFFIXES", "list_images", "collect_images", "read_image", "read_image_quiet", "read_label",
+           "read_label_raw", "write_image", "write_png_atomic", "capture_native_stderr"]
 
 PathLike = str | os.PathLike
 
@@ -141,6 +146,85 @@ def read_image(path: PathLike) -> np.ndarray:
     if img is None:
         raise DataError(f"cannot read image '{os.fspath(path)}': not a decodable image file")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+class CapturedStderr:
+    """What C libraries wrote to file descriptor 2 inside :func:`capture_native_stderr` (``text``, at most 8 KiB)."""
+
+    text: str = ""
+
+    def last_line(self, limit: int = 200) -> str:
+        """The last non-empty line (a decoder's error comes last), cut to ``limit`` characters."""
+        lines = [ln.strip() for ln in self.text.splitlines() if ln.strip()]
+        return lines[-1][:limit] if lines else ""
+
+
+_native_stderr_lock = threading.Lock()
+
+
+@contextmanager
+def capture_native_stderr() -> Iterator[CapturedStderr]:
+    """Redirect file descriptor 2 to a temp file around a native call (an image decode, opening a
+    video), so that libpng / libjpeg / ffmpeg / OpenCV warnings do not land on the terminal before
+    ppseg's own one-line error; the text is in ``.text`` afterwards (use it in the error, or drop it).
+
+    Only for short calls made from one thread: while the block runs, everything written to fd 2
+    goes to the capture (Python's ``sys.stderr`` is flushed first). One capture at a time per
+    process: a thread that finds another capture active, a closed fd 2 or no temp folder runs
+    its block without capturing (its output is then not hidden, never lost).
+    """
+    box = CapturedStderr()
+    if not _native_stderr_lock.acquire(blocking=False):
+        yield box
+        return
+    try:
+        try:
+            sys.stderr.flush()
+        except (AttributeError, OSError, ValueError):  # pragma: no cover - no usable sys.stderr
+            pass
+        try:
+            saved = os.dup(2)
+        except OSError:  # fd 2 closed (a daemon): nothing to hide
+            saved = -1
+        tmp = None
+        if saved >= 0:
+            try:
+                tmp = tempfile.TemporaryFile()
+                os.dup2(tmp.fileno(), 2)
+            except OSError:  # pragma: no cover - no writable temp folder
+                if tmp is not None:
+                    tmp.close()
+                tmp = None
+        try:
+            yield box
+        finally:
+            if saved >= 0:
+                if tmp is not None:
+                    os.dup2(saved, 2)
+                os.close(saved)
+            if tmp is not None:
+                try:
+                    tmp.seek(0)
+                    box.text = tmp.read(8192).decode("utf-8", "replace")
+                finally:
+                    tmp.close()
+    finally:
+        _native_stderr_lock.release()
+
+
+def read_image_quiet(path: PathLike) -> np.ndarray:
+    """:func:`read_image` with the decoders' own stderr output captured (:func:`capture_native_stderr`):
+    dropped when the image decodes (libpng's "iCCP: known incorrect sRGB profile"...), added to the
+    :class:`DataError` when it does not (``(libpng error: IDAT: invalid distance too far back)``)."""
+    with capture_native_stderr() as native:
+        try:
+            return read_image(path)
+        except DataError as e:
+            error = e
+    detail = native.last_line()
+    if detail and detail not in str(error):
+        raise DataError(f"{error} ({detail})") from None
+    raise error
 
 
 def read_label_raw(path: PathLike) -> tuple[np.ndarray, str]:
