@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers.data import make_synthetic_dataset, tiny_config, write_config
+from helpers.data import tiny_config, train_tiny_run, write_config
 from ppseg.cli import main
 from ppseg.errors import DataError
 
@@ -24,10 +24,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("hard")
-    data = make_synthetic_dataset(root / "data", n_train=4, n_val=2)
-    cfg = write_config(root / "cfg.yml", tiny_config(data, root / "run", iters=2, **{"train.eval_interval": 2}))
-    assert main(["train", "-c", str(cfg)]) == 0
-    return root, data, cfg, root / "run" / "best_model.pt"
+    data, cfg, run = train_tiny_run(root)
+    return root, data, cfg, run / "best_model.pt"
 
 
 def huge_png(path: Path, w: int = 30000, h: int = 30000) -> Path:

@@ -110,6 +110,18 @@ def test_constant_lr():
     (CosineAnnealingDecay, {"learning_rate": 0.1, "end_lr": 0.0, "eta_min": 0.0}, "end_lr or eta_min"),
     (CosineAnnealingDecay, {"learning_rate": 0.1, "T_max": 0}, "T_max"),
     (PolynomialDecay, {"learning_rate": 0.1, "decay_steps": 0}, "decay_steps"),
+    # issue 13: a NaN or infinite rate used to be accepted and turned every weight into NaN
+    (PolynomialDecay, {"learning_rate": float("nan")}, "learning_rate must be a finite number, got nan"),
+    (CosineAnnealingDecay, {"learning_rate": float("inf")}, "learning_rate must be a finite number, got inf"),
+    (ConstantLR, {"learning_rate": float("nan")}, "learning_rate must be a finite number"),
+    (ConstantLR, {"learning_rate": "0.1"}, "learning_rate must be a number"),
+    (PolynomialDecay, {"learning_rate": 0.1, "warmup_start_lr": float("nan")}, "warmup_start_lr"),
+    (PolynomialDecay, {"learning_rate": 0.1, "warmup_start_lr": -0.1}, "warmup_start_lr must be >= 0"),
+    (PolynomialDecay, {"learning_rate": 0.1, "end_lr": float("nan")}, "end_lr must be a finite number"),
+    (PolynomialDecay, {"learning_rate": 0.1, "end_lr": -1.0}, "end_lr must be >= 0"),
+    (PolynomialDecay, {"learning_rate": 0.1, "power": float("nan")}, "power"),
+    (PolynomialDecay, {"learning_rate": 0.1, "power": float("inf")}, "power"),
+    (CosineAnnealingDecay, {"learning_rate": 0.1, "eta_min": float("nan")}, "eta_min must be a finite number"),
 ])
 def test_schedule_validation(cls, kwargs, needle):
     with pytest.raises(ConfigError, match=needle):

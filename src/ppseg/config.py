@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import difflib
 import inspect
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -86,6 +87,8 @@ def _expanded_size(value: Any, limit: int, memo: dict[int, int] | None = None) -
 
 
 def _read_yaml(path: Path) -> dict:
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a config file")
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
@@ -289,10 +292,30 @@ def _type_name(tp: Any) -> str:
 _NO = object()
 
 
+def is_non_finite(value: Any) -> bool:
+    """Whether ``value`` is a NaN or infinite number, at any depth of a list (``.nan``, ``"inf"``, ``[1, .nan]``)."""
+    if isinstance(value, (list, tuple)):
+        return any(is_non_finite(v) for v in value)
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return False
+    return isinstance(value, (int, float)) and not math.isfinite(value)
+
+
+def not_finite_note(value: Any) -> str:
+    """A note for an error about a NaN / infinite ``value`` (``" (numbers must be finite: ...)"``), else ``""``."""
+    return " (numbers must be finite: not NaN or infinite)" if is_non_finite(value) else ""
+
+
 def coerce(value: Any, tp: Any) -> Any:
     """Return ``value`` converted to ``tp`` where that is lossless, else ``_NO``.
 
-    Handles ``int``/``float``/``bool``/``str``, ``Literal``, ``Optional``/unions,
+    A ``float`` must be finite (NaN and infinities are refused). Handles
+    ``int``/``float``/``bool``/``str``, ``Literal``, ``Optional``/unions,
     ``list[...]``/``tuple[...]``/``Sequence`` and ``dict``. Unknown annotations
     (modules, callables) accept anything: their own constructors check them.
     """
@@ -326,17 +349,19 @@ def coerce(value: Any, tp: Any) -> Any:
         if isinstance(value, float) and value.is_integer():
             return int(value)
         return _NO
-    if tp is float:
+    if tp is float:  # finite numbers only: a NaN or infinite setting is a typo that fails much later
         if isinstance(value, bool):
             return _NO
         if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            out = float(value)
+        elif isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
             try:
-                return float(value)
+                out = float(value)
             except ValueError:
                 return _NO
-        return _NO
+        else:
+            return _NO
+        return out if math.isfinite(out) else _NO
     if tp is str:
         return value if isinstance(value, str) else _NO
     if origin in (list, tuple, typing.Sequence, __import__("collections.abc").abc.Sequence) or tp in (list, tuple):
@@ -426,7 +451,7 @@ def build_kwargs(
         tp, default = params[name]
         got = coerce(value, tp)
         if got is _NO:
-            raise ConfigError(f"{cfg.where(key)}: expected {_type_name(tp)}, got {value!r}")
+            raise ConfigError(f"{cfg.where(key)}: expected {_type_name(tp)}, got {value!r}{not_finite_note(value)}")
         out[name] = got
     missing = [n for n, (_, d) in params.items() if d is inspect.Parameter.empty and n not in out]
     if missing and required:
@@ -465,6 +490,9 @@ def build_typed(
     except (ValueError, TypeError) as e:
         raise ConfigError(f"{cfg.where(prefix)}: {name}: {e}") from None
 
+
+#: the most classes a model, dataset or weights file may have (label maps are written as 8- or 16-bit PNGs)
+MAX_CLASSES = 65535
 
 #: sizes an ``--input-shape`` may take: a batch of at most 256, sides from 32 to 8192 pixels
 INPUT_SHAPE_LIMITS = {"batch": (1, 256), "side": (32, 8192)}

@@ -82,7 +82,10 @@ def check_output_path(path: str | Path, option: str, kind: Literal["file", "dir"
 
     Refuses a file where a folder is wanted and the other way round, a path that lies under
     an existing file, and a folder that cannot be written; the message names ``option`` (e.g.
-    ``--save-dir``) and the path. Creates nothing."""
+    ``--save-dir``) and the path. An empty path (an unset shell variable) is refused too: it would
+    mean the current folder. Creates nothing."""
+    if not str(path).strip():
+        raise PPSegError(f"{option}: the path is empty")
     p = Path(path)
     if kind == "dir" and p.exists() and not p.is_dir():
         raise PPSegError(f"{option} {p}: exists and is not a folder")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from .config import coerce, did_you_mean, signature_params, _NO, _type_name
+from .config import MAX_CLASSES, coerce, did_you_mean, not_finite_note, signature_params, _NO, _type_name
 from .errors import ConfigError
 from .models import lraspp, pp_humanseg, pp_liteseg, pp_mobileseg
 
@@ -40,6 +40,8 @@ def list_models(pattern: str = "*") -> list[str]:
 
 
 def get_factory(name: str) -> Callable[..., nn.Module]:
+    if not isinstance(name, str):
+        raise ConfigError(f"a model name must be a string (one of {', '.join(MODELS)}), got {name!r}")
     if name not in MODELS:
         raise ConfigError(f"unknown model '{name}'{did_you_mean(name, MODELS)}")
     return MODELS[name]
@@ -56,16 +58,47 @@ def training_only_kwargs(name: str) -> tuple[str, ...]:
     return tuple(getattr(module, "TRAINING_ONLY_KWARGS", ()))
 
 
-def create_model(name: str, **kwargs) -> nn.Module:
-    """Build a registered model; unknown or ill-typed kwargs raise :class:`ConfigError`."""
+#: the largest integer argument (a class or channel count) a registered factory is built with
+MAX_COUNT = 65535
+
+
+def check_model_kwargs(name: str, kwargs: dict) -> dict:
+    """``kwargs`` of model ``name`` checked and converted (a new dict), or a :class:`ConfigError`
+    naming the argument: unknown names, wrong types, non-finite numbers, and integer arguments
+    outside [1, 65535] (every integer argument of a registered factory is a count of classes or
+    channels: 0 builds a model that fails at its first forward, -5 or 10**9 fail in torch)."""
     factory = get_factory(name)
     params = signature_params(factory)
-    for key, value in list(kwargs.items()):
+    out = dict(kwargs)
+    for key, value in kwargs.items():
         if key not in params:
             raise ConfigError(f"model '{name}' has no argument '{key}'{did_you_mean(key, params)}")
         tp, _ = params[key]
         got = coerce(value, tp)
         if got is _NO:
-            raise ConfigError(f"model '{name}': argument '{key}' expects {_type_name(tp)}, got {value!r}")
-        kwargs[key] = got
-    return factory(**kwargs)
+            raise ConfigError(f"model '{name}': argument '{key}' expects {_type_name(tp)}, got {value!r}"
+                              f"{not_finite_note(value)}")
+        if tp is int:
+            top = MAX_CLASSES if key == "num_classes" else MAX_COUNT
+            if not 1 <= got <= top:
+                raise ConfigError(f"model '{name}': argument '{key}' must be an integer in [1, {top}], got {got!r}")
+        out[key] = got
+    return out
+
+
+def create_model(name: str, **kwargs) -> nn.Module:
+    """Build a registered model; unknown, ill-typed or absurd kwargs raise :class:`ConfigError`
+    (:func:`check_model_kwargs`), and so does a model torch cannot build from them."""
+    factory = get_factory(name)
+    kwargs = check_model_kwargs(name, kwargs)
+    try:
+        return factory(**kwargs)
+    except ConfigError:
+        raise
+    except ValueError as e:  # torch's own checks, e.g. "dropout probability has to be between 0 and 1"
+        raise ConfigError(f"model '{name}': {e}") from None
+    except RuntimeError as e:  # torch refusing the sizes these arguments give (negative, or too large)
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        if "can't allocate memory" in first or "out of memory" in first.lower():
+            first = "out of memory"
+        raise ConfigError(f"model '{name}' cannot be built with {kwargs}: {first[:200]}") from None

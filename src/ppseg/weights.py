@@ -53,6 +53,15 @@ def load_file(path: str | Path) -> dict:
     if not path.is_file():
         raise PPSegError(f"{path}: checkpoint file not found")
     try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise PPSegError(f"{path}: cannot read it ({e.strerror or e})") from None
+    if not head.startswith(b"PK") and not head.startswith(b"\x80"):  # torch.save: a zip, or a legacy pickle
+        what = "the file is empty" if not head else f"it starts with {head!r}, not a zip archive or a pickle"
+        raise PPSegError(f"{path}: not a ppseg weights file or checkpoint ({what}; expected a file written "
+                         "by 'ppseg train' or 'ppseg convert')")
+    try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling problem is the file's fault
         raise PPSegError(f"{path}: {_load_failure(e)}") from None
@@ -71,8 +80,19 @@ def _load_failure(e: BaseException) -> str:
     if refused:
         return (f"refused: it holds a Python object ({refused.group(1)}), and ppseg weights files hold "
                 "tensors only (a pickle that names code is never run)")
+    for needle, meaning in _TORCH_LOAD_ERRORS:
+        if needle in text:
+            return f"not a readable ppseg checkpoint ({meaning})"
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     return f"not a readable ppseg checkpoint ({(lines[0] if lines else type(e).__name__)[:200]})"
+
+
+#: what torch.load's archive errors mean for the user (its own text is about miniz internals)
+_TORCH_LOAD_ERRORS = (
+    ("failed finding central directory", "the file is truncated or damaged: an incomplete zip archive"),
+    ("not in a subdirectory", "a zip archive, but not one written by torch.save"),
+    ("Ran out of input", "the file is truncated"),
+)
 
 
 def load_weights(model: nn.Module, ckpt: dict, path: str | Path, model_name: str) -> None:

@@ -75,3 +75,14 @@ def write_config(path: Path, cfg: dict) -> Path:
 def ppseg_cmd(*args: str) -> list[str]:
     """``python -m ppseg ARGS`` with this interpreter, for ``subprocess.run``."""
     return [sys.executable, "-m", "ppseg", *args]
+
+
+def train_tiny_run(root: Path) -> tuple[Path, Path, Path]:
+    """A 2-iteration training run on a 4-image synthetic set under ``root``: ``(data, config, run dir)``;
+    the shared subject of the hostile-input tables."""
+    from ppseg.cli import main
+
+    data = make_synthetic_dataset(root / "data", n_train=4, n_val=2)
+    cfg = write_config(root / "cfg.yml", tiny_config(data, root / "run", iters=2, **{"train.eval_interval": 2}))
+    assert main(["train", "-c", str(cfg)]) == 0
+    return data, cfg, root / "run"

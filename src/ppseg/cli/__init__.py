@@ -52,6 +52,26 @@ def setup_logging() -> None:
     logger.propagate = False
 
 
+def _out_of_memory(e: RuntimeError) -> bool:
+    """torch's allocation failures: ``torch.OutOfMemoryError`` (CUDA) and the CPU allocator's
+    ``RuntimeError: ... can't allocate memory`` (neither is a ``MemoryError``)."""
+    return type(e).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(e)
+
+
+def quiet_native_libraries() -> None:
+    """OpenCV's log and ffmpeg's messages off (``[ WARN:0@0.1] ...``, ``[mjpeg @ 0x...] overread 8``),
+    so that ppseg's one-line error is the only line on stderr (``--debug`` keeps them). ffmpeg reads
+    ``OPENCV_FFMPEG_LOGLEVEL`` when OpenCV first opens a video, so this runs before any command does;
+    values the user set are kept. libpng's messages are captured around each decode instead
+    (:func:`ppseg.data.io.capture_native_stderr`)."""
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    if "cv2" in sys.modules and os.environ["OPENCV_LOG_LEVEL"].upper() == "OFF":  # imported already: no re-read
+        import cv2
+
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a command. Expected failures (bad input, OS errors with their path, out of memory) are
     one line on stderr and exit code 1; ``--debug`` or ``PPSEG_DEBUG=1`` shows the traceback.
@@ -59,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging()
     debug = args.debug or os.environ.get("PPSEG_DEBUG", "") not in ("", "0")
+    if not debug:
+        quiet_native_libraries()
 
     def fail(message: str) -> int:
         if debug:
@@ -73,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         return fail(describe_os_error(e))
     except MemoryError:
+        return fail("out of memory (try a smaller input, batch or image size)")
+    except RuntimeError as e:
+        if not _out_of_memory(e):
+            raise
         return fail("out of memory (try a smaller input, batch or image size)")
     except ModuleNotFoundError as e:
         if (e.name or "").split(".")[0] != "torch":

@@ -73,8 +73,12 @@ def config_from_args(args: argparse.Namespace):  # -> BenchConfig
     from ..bench.config import BenchConfig, parse_backends, parse_threads
     from ..errors import ConfigError
 
-    if args.num_classes is not None and args.num_classes < 1:
-        raise ConfigError(f"--num-classes must be >= 1, got {args.num_classes}")
+    from ..config import MAX_CLASSES
+
+    if args.num_classes is not None and not 1 <= args.num_classes <= MAX_CLASSES:
+        raise ConfigError(f"--num-classes must be in [1, {MAX_CLASSES}], got {args.num_classes}")
+    if args.calib_images < 1:
+        raise ConfigError(f"--calib-images must be >= 1, got {args.calib_images}")
     if args.quantize and not args.calib_data:
         raise ConfigError("--quantize int8 needs --calib-data DIR (a few dozen representative images)")
     if args.calib_data and not args.quantize:
@@ -85,7 +89,7 @@ def config_from_args(args: argparse.Namespace):  # -> BenchConfig
     if args.calib_data:
         from ..data.io import list_images
 
-        calib = [str(p) for p in list_images(args.calib_data)[: max(1, args.calib_images)]]
+        calib = [str(p) for p in list_images(args.calib_data)[: args.calib_images]]
         if not calib:
             raise ConfigError(f"--calib-data {args.calib_data}: no images found")
     images: list[str] = []
@@ -143,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     check_config(cfg)
-    if args.json:
+    if args.json is not None:
         check_output_path(args.json, "--json")
     rows = run_benchmark(cfg, progress=lambda s: print(s, flush=True))
     n, _, h, w = cfg.input_shape

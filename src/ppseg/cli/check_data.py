@@ -39,9 +39,9 @@ def _specs_from_config(path: str, opts: list[str]) -> list:
     build.check_top_level(cfg)
     specs = []
     for key, mode in (("train_dataset", "train"), ("val_dataset", "val")):
-        section = cfg.get(key)
-        if not section:
+        if not cfg.get(key):
             continue
+        section = build.section(cfg, key)  # a mapping, or one error naming the key
         kind = section.get("type")
         if kind not in DATASETS:
             build.build_typed(section, DATASETS, cfg, key)  # raises the did-you-mean error
@@ -56,22 +56,39 @@ def _specs_from_config(path: str, opts: list[str]) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.check import check_dataset, discover
+    from ..data.check import ERROR, check_dataset, discover
+    from ..errors import ConfigError, DataError
 
+    if args.num_workers < 0:
+        raise ConfigError(f"--num-workers must be >= 0, got {args.num_workers}")
     target = Path(args.target)
     if target.suffix in (".yml", ".yaml"):
+        given = [o for o, v in (("--num-classes", args.num_classes), ("--ignore-index", args.ignore_index))
+                 if v is not None]
+        if given:
+            raise ConfigError(f"{'/'.join(given)}: for a dataset directory or file list; with a config, set "
+                              f"num_classes / ignore_index in its dataset sections (or --opts "
+                              "train_dataset.num_classes=N)")
         specs = _specs_from_config(args.target, args.opts)
     else:
+        if args.opts:
+            raise ConfigError(f"--opts needs a config (.yml); {args.target} is not one")
         specs = discover(args.target)
         for s in specs:
             if args.num_classes is not None:
                 s.kwargs["num_classes"] = args.num_classes
             if args.ignore_index is not None:
                 s.kwargs["ignore_index"] = args.ignore_index
-    ok = True
+    failed = []
     for spec in specs:
         report = check_dataset(spec, num_workers=args.num_workers, progress=sys.stderr.isatty())
         print(report.format())
         print()
-        ok = ok and report.ok
-    return 0 if ok else 1
+        if not report.ok:
+            failed.append(report)
+    if failed:  # the report is on stdout; stderr gets the one line every failing command gives
+        errors = [p for r in failed for p in r.problems if p.severity == ERROR]
+        first = errors[0] if errors else None
+        where = f"; first: {first.kind} {first.path}: {first.detail}" if first else ""
+        raise DataError(f"{len(errors)} error(s) in {len(failed)} of {len(specs)} dataset(s) (report above){where}")
+    return 0

@@ -36,6 +36,8 @@ def add_inference_args(p: argparse.ArgumentParser) -> None:
 
 
 def inference_overrides(args: argparse.Namespace) -> dict:
+    if args.num_workers is not None and args.num_workers < 0:
+        raise ConfigError(f"--num-workers must be >= 0 (0: read in this process), got {args.num_workers}")
     over: dict = {}
     if args.aug:
         over["scales"] = tuple(args.scales) if args.scales else (1.0,)

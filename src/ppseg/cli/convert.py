@@ -48,8 +48,10 @@ def run(args: argparse.Namespace) -> int:
         if key in kwargs:
             raise ConfigError(f"--opts: '{key}' given twice")
         kwargs[key] = value
-    if args.num_classes is not None and args.num_classes < 1:
-        raise ConfigError(f"--num-classes must be >= 1, got {args.num_classes}")
+    from ..config import MAX_CLASSES
+
+    if args.num_classes is not None and not 1 <= args.num_classes <= MAX_CLASSES:
+        raise ConfigError(f"--num-classes must be in [1, {MAX_CLASSES}], got {args.num_classes}")
     report = convert_checkpoint(args.src, source=args.source, model=args.model, out=args.out,
                                 num_classes=args.num_classes, **kwargs)
     print(report.summary())

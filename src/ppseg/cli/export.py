@@ -49,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..data.io import list_images
+    from ..data.io import list_images, read_image
     from ..engine import build
     from ..errors import ConfigError
     from ..export import export_onnx
@@ -59,15 +59,19 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config_args(args)
     check_output_path(args.out, "--out", "dir")
-    if args.json:
+    if args.json is not None:
         check_output_path(args.json, "--json")
     if args.quantize and not args.calib_data:
         raise ConfigError("--quantize int8 needs --calib-data DIR (a few dozen representative images)")
     if args.calib_data and not args.quantize:
         raise ConfigError("--calib-data is only used with --quantize int8")
-    calib = list_images(args.calib_data)[: max(1, args.calib_images)] if args.calib_data else []
+    if args.calib_images < 1:
+        raise ConfigError(f"--calib-images must be >= 1, got {args.calib_images}")
+    calib = list_images(args.calib_data)[: args.calib_images] if args.calib_data else []
     if args.calib_data and not calib:
         raise ConfigError(f"--calib-data {args.calib_data}: no images found")
+    for image in calib:  # decoded once now, so a broken one is one line before the export runs
+        read_image(image)
     key = "val_dataset" if cfg.get("val_dataset") else "train_dataset"
     if not cfg.get(key):
         raise ConfigError(f"{cfg.path}: needs a val_dataset section (num_classes, class names, palette, transforms)")

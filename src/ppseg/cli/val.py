@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config_args(args)
     inference_overrides(args)  # validate flags before any work
     for option, value in (("--json", args.json), ("--confusion-matrix", args.confusion_matrix)):
-        if value:
+        if value is not None:
             check_output_path(value, option)
     if not cfg.get("val_dataset"):
         raise ConfigError(f"{cfg.path}: no val_dataset section to evaluate on")

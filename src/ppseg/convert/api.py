@@ -315,7 +315,7 @@ def convert_checkpoint(src: str | Path, *, source: Source, model: str, out: str 
         PPSegError: unreadable/malicious file, unknown model or argument, or any key/shape mismatch.
     """
     from ..weights import atomic_save, weights_file
-    from ..registry import create_model, get_factory
+    from ..registry import check_model_kwargs, create_model, get_factory
     from ..config import signature_params
 
     src, out = Path(src), Path(out)
@@ -332,6 +332,12 @@ def convert_checkpoint(src: str | Path, *, source: Source, model: str, out: str 
         if num_classes is not None and model_kwargs["num_classes"] != num_classes:
             raise ConfigError("num_classes given twice with different values")
         num_classes = model_kwargs.pop("num_classes")
+    if num_classes is not None and "num_classes" not in factory_params:
+        raise ConfigError(f"model '{model}' has no argument 'num_classes'")
+    # the model's arguments are checked before the checkpoint is read
+    model_kwargs = check_model_kwargs(model, model_kwargs)
+    if num_classes is not None:
+        num_classes = check_model_kwargs(model, {"num_classes": num_classes})["num_classes"]
 
     arrays, origin = _read_paddle_layout(src, source, model)
     sha = _sha256(src)
@@ -344,8 +350,6 @@ def convert_checkpoint(src: str | Path, *, source: Source, model: str, out: str 
         else:
             from_ = "argument"
         kwargs["num_classes"] = int(num_classes)
-    elif num_classes is not None:
-        raise ConfigError(f"model '{model}' has no argument 'num_classes'")
 
     net = create_model(model, **kwargs)
     try:
@@ -395,6 +399,9 @@ def load_pretrained(model: nn.Module, path: str | Path, *,
     """
     from ..weights import load_file, load_weights
 
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model must be a built model (e.g. ppseg.create_model(...)), got {type(model).__name__} "
+                          f"{model!r:.60}")
     path = Path(path)
     if source not in ("auto", "ppseg", "paddle", "mmseg"):
         raise ConfigError(f"source must be 'auto', 'ppseg', 'paddle' or 'mmseg', got {source!r}")

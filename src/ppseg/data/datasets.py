@@ -22,6 +22,7 @@ from ppseg.data.io import IMAGE_SUFFIXES, list_images, read_image, read_label
 from ppseg.data.sample import Kind, Sample
 from ppseg.data.palette import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, default_palette
 from ppseg.data.transforms import Compose, build_transforms
+from ppseg.config import MAX_CLASSES
 from ppseg.errors import ConfigError, DataError
 
 __all__ = [
@@ -68,8 +69,8 @@ class SegDataset(_TorchDataset):
         verify_files: bool = True,
     ):
         name = type(self).__name__
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ConfigError(f"{name}: `num_classes` must be a positive integer, got {num_classes!r}")
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or not 1 <= num_classes <= MAX_CLASSES:
+            raise ConfigError(f"{name}: `num_classes` must be an integer in [1, {MAX_CLASSES}], got {num_classes!r}")
         if isinstance(ignore_index, bool) or not isinstance(ignore_index, int) or ignore_index < 0:
             raise ConfigError(f"{name}: `ignore_index` must be an integer >= 0, got {ignore_index!r}")
         if 0 <= ignore_index < num_classes:
@@ -202,6 +203,8 @@ class FileListDataset(SegDataset):
         if not os.path.isdir(self.dataset_root):
             raise DataError(f"dataset_root '{self.dataset_root}' is not a directory")
         list_path = str(file_list)
+        if os.path.isdir(list_path):
+            raise DataError(f"file list '{list_path}' is a folder, not a text file of 'image label' lines")
         for candidate in (
             list_path,
             os.path.join(self.dataset_root, list_path),
@@ -232,8 +235,10 @@ class FileListDataset(SegDataset):
         line = line.strip()
         if not line:
             return
-        parts = line.split() if self.separator == " " else [p.strip() for p in line.split(self.separator)]
         where = f"{self.file_list}:{lineno}"
+        if any(ord(ch) < 32 and ch not in "\t" for ch in line):
+            raise DataError(f"{where}: holds control characters (e.g. NUL bytes): a binary file, not a file list")
+        parts = line.split() if self.separator == " " else [p.strip() for p in line.split(self.separator)]
         if len(parts) not in (1, 2):
             raise DataError(
                 f"{where}: expected 'image{self.separator}label', got {len(parts)} fields "
@@ -242,6 +247,8 @@ class FileListDataset(SegDataset):
         paths = [os.path.join(self.dataset_root, p) for p in parts]
         if self.verify_files:
             for kind, p in zip(("image", "label"), paths):
+                if os.path.isdir(p):
+                    raise DataError(f"{where}: {kind} '{p}' is a folder, not a file")
                 if not os.path.isfile(p):
                     raise DataError(f"{where}: {kind} '{p}' does not exist")
         self.samples.append((paths[0], paths[1] if len(paths) == 2 else None))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ppseg.errors import ConfigError
+
 __all__ = [
     "default_palette",
     "CAMVID_CLASSES",
@@ -88,8 +90,8 @@ def overlay(
     Pixels whose label is outside the palette (e.g. ignore) keep the image
     colour. Returns an ``H x W x 3`` uint8 RGB image.
     """
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"alpha must be a number in [0, 1], got {alpha!r}")
     img = np.asarray(image_rgb)
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=2)

@@ -81,16 +81,28 @@ def _check_pos_int(owner: str, arg: str, value: int) -> int:
     return int(value)
 
 
+#: the longest side (pixels) a transform may resize, crop or pad to: a larger one is a typo that
+#: would allocate gigabytes per image (the same bound as an exported model's input side)
+MAX_SIDE = 8192
+
+
+def _check_side(owner: str, arg: str, value: int) -> int:
+    """A positive integer number of pixels, at most :data:`MAX_SIDE`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 < value <= MAX_SIDE:
+        raise _err(owner, arg, f"a positive integer of at most {MAX_SIDE} pixels", value)
+    return int(value)
+
+
 def _check_size(owner: str, arg: str, value: int | Sequence[int]) -> tuple[int, int]:
-    """Accept ``n`` or ``(w, h)`` with positive ints; return ``(w, h)``."""
+    """Accept ``n`` or ``(w, h)`` with positive ints (at most :data:`MAX_SIDE`); return ``(w, h)``."""
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         value = (value, value)
     if (
         not isinstance(value, (list, tuple))
         or len(value) != 2
-        or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0 for v in value)
+        or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or not 0 < v <= MAX_SIDE for v in value)
     ):
-        raise _err(owner, arg, "a positive integer or a [width, height] pair of them", value)
+        raise _err(owner, arg, f"a positive integer or a [width, height] pair of them (at most {MAX_SIDE})", value)
     return int(value[0]), int(value[1])
 
 
@@ -157,7 +169,7 @@ class Resize(Transform):
         self.target_size = _check_size("Resize", "target_size", target_size)
         self.keep_ratio = bool(keep_ratio)
         if size_divisor is not None:
-            _check_pos_int("Resize", "size_divisor", size_divisor)
+            _check_side("Resize", "size_divisor", size_divisor)
         self.size_divisor = size_divisor
         self.interp = _check_interp("Resize", interp)
 
@@ -195,9 +207,9 @@ class ResizeByShort(Transform):
                 "PaddleSeg picks one entry of a list at random once, when the transform is built, and uses "
                 "it for every image: write that one size (e.g. short_size: 512); for a random scale per "
                 "image use ResizeStepScaling")
-        self.short_size = _check_pos_int("ResizeByShort", "short_size", short_size)
+        self.short_size = _check_side("ResizeByShort", "short_size", short_size)
         if max_size is not None:
-            _check_pos_int("ResizeByShort", "max_size", max_size)
+            _check_side("ResizeByShort", "max_size", max_size)
         self.max_size = max_size
         self.interp = _check_interp("ResizeByShort", interp)
 
@@ -214,7 +226,7 @@ class ResizeByLong(Transform):
     """Scale so the long side equals ``long_size`` (sides rounded)."""
 
     def __init__(self, *, long_size: int = 512, interp: str = "LINEAR"):
-        self.long_size = _check_pos_int("ResizeByLong", "long_size", long_size)
+        self.long_size = _check_side("ResizeByLong", "long_size", long_size)
         self.interp = _check_interp("ResizeByLong", interp)
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:

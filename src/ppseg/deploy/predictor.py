@@ -97,8 +97,11 @@ class Predictor:
             raise PPSegError(f"{self.path}: ONNX model not found")
         if optimization not in OPT_LEVELS:
             raise ConfigError(f"optimization must be one of {', '.join(OPT_LEVELS)}, got {optimization!r}")
-        if threads is not None and threads < 1:
-            raise ConfigError(f"threads must be >= 1, got {threads}")
+        if isinstance(providers, str) or (providers is not None and not all(isinstance(p, str) for p in providers)):
+            raise ConfigError(f"providers must be a list of ONNX Runtime provider names, e.g. "
+                              f"['CPUExecutionProvider'], got {providers!r}")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ConfigError(f"threads must be an integer >= 1 or None, got {threads!r}")
         self.sidecar: Sidecar = read_sidecar(self.path, check_hash=check_hash)
         ort = _ort()
         so = ort.SessionOptions()
@@ -167,7 +170,10 @@ class Predictor:
         """An RGB uint8 ``H x W x 3`` array from a path or an array (checked)."""
         if isinstance(image, (str, os.PathLike)):
             return read_image(image)
-        arr = np.asarray(image)
+        if not (isinstance(image, np.ndarray) or hasattr(image, "__array_interface__") or hasattr(image, "__array__")):
+            raise DataError(f"an image must be a file path or an H x W x 3 uint8 RGB numpy array, got "
+                            f"{type(image).__name__} {image!r:.60}")
+        arr = np.asarray(image)  # a numpy array, or an array-like such as a PIL image
         if arr.ndim == 2:
             arr = np.repeat(arr[..., None], 3, axis=2)
         if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.shape[0] < 1 or arr.shape[1] < 1:
@@ -229,6 +235,8 @@ class Predictor:
         """:meth:`predict` for many images; images with the same input and output size run together."""
         if output not in ("labels", "probs"):
             raise ConfigError(f"output must be 'labels' or 'probs', got {output!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         if output == "probs" and self.sidecar.output.op in ("argmax", "vim"):
             raise ConfigError(f"{self.path}: exported with output op '{self.sidecar.output.op}', which returns labels "
                               "only; export with --output-op softmax (or none) for probabilities")
@@ -236,7 +244,7 @@ class Predictor:
         prepared = [self.preprocess(im) for im in loaded]
         results: list[np.ndarray | None] = [None] * len(loaded)
         static_n = self.sidecar.input.static_batch
-        step = static_n or max(1, int(batch_size))
+        step = static_n or batch_size
         i = 0
         while i < len(loaded):
             hw = loaded[i].shape[:2]

@@ -25,13 +25,13 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from ..config import _NO, Config, build_kwargs, build_typed, check_keys, coerce
+from ..config import _NO, MAX_CLASSES, Config, build_kwargs, build_typed, check_keys, coerce, not_finite_note
 from ..data.datasets import DATASETS, SegDataset
 from ..data.palette import default_palette
 from ..data.transforms import build_transforms
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..losses import LOSSES
-from ..registry import MODELS, create_model
+from ..registry import MODELS, check_model_kwargs, create_model
 from .optim import OPTIMIZERS
 from .options import TrainOptions
 from .schedule import SCHEDULES, LRScheduler
@@ -70,8 +70,11 @@ def build_dataset(cfg: Config, key: str, mode: str) -> SegDataset:
     assert spec is not None
     if "mode" in spec:
         raise ConfigError(f"{cfg.where(key + '.mode')}: set by the section ({key} is always mode '{mode}'); remove it")
-    return build_typed(spec, DATASETS, cfg, key, extra={"mode": mode},
-                       builders={"transforms": lambda v, k: build_transforms(v, cfg, k).transforms})
+    try:
+        return build_typed(spec, DATASETS, cfg, key, extra={"mode": mode},
+                           builders={"transforms": lambda v, k: build_transforms(v, cfg, k).transforms})
+    except DataError as e:  # a file the section names is missing or broken: say which section
+        raise DataError(f"{cfg.where(key)}: {e}") from None
 
 
 @dataclass
@@ -94,8 +97,10 @@ def dataset_meta(cfg: Config, key: str) -> DatasetMeta:
     body = {k: v for k, v in spec.items() if k not in ("type", "transforms")}
     kwargs = cls.with_defaults(build_kwargs(body, cls, cfg, key, exclude=("mode",), required=False))
     n = kwargs.get("num_classes")
-    if not isinstance(n, int) or n < 1:
+    if n is None:
         raise ConfigError(f"{cfg.where(key)}: missing 'num_classes'")
+    if not isinstance(n, int) or not 1 <= n <= MAX_CLASSES:
+        raise ConfigError(f"{cfg.where(key + '.num_classes')}: expected an integer in [1, {MAX_CLASSES}], got {n!r}")
     names = list(kwargs.get("class_names") or [f"class_{i}" for i in range(n)])
     palette = np.asarray(kwargs.get("palette") if kwargs.get("palette") is not None else default_palette(n), np.uint8)
     if len(names) != n or palette.shape != (n, 3):
@@ -117,6 +122,10 @@ def model_spec(cfg: Config, num_classes: int | None = None) -> tuple[str, dict[s
         if given is not None and given != num_classes:
             raise ConfigError(f"{cfg.where('model.num_classes')}: {given}, but the dataset has num_classes {num_classes}")
         kwargs["num_classes"] = num_classes
+    try:
+        kwargs = check_model_kwargs(name, kwargs)  # counts in range, numbers finite: before any work
+    except ConfigError as e:
+        raise ConfigError(f"{cfg.where('model')}: {e}") from None
     return name, kwargs
 
 
@@ -145,7 +154,10 @@ def build_losses(cfg: Config) -> tuple[list[nn.Module], list[float]]:
     losses = [build_one(t, f"loss.types[{i}]") for i, t in enumerate(types)]
     coef = coerce(spec.get("coef", [1.0] * len(losses)), list[float])
     if coef is _NO:
-        raise ConfigError(f"{cfg.where('loss.coef')}: expected a list of numbers, got {spec.get('coef')!r}")
+        raise ConfigError(f"{cfg.where('loss.coef')}: expected a list of numbers, got {spec.get('coef')!r}"
+                          f"{not_finite_note(spec.get('coef'))}")
+    if any(c < 0 for c in coef):
+        raise ConfigError(f"{cfg.where('loss.coef')}: coefficients must be >= 0, got {spec.get('coef')!r}")
     if len(losses) != 1 and len(coef) != len(losses):
         raise ConfigError(f"{cfg.where('loss.coef')}: {len(coef)} coefficients for {len(losses)} loss types")
     return losses, [float(c) for c in coef]

@@ -16,6 +16,7 @@ use the optimizer's own settings.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -57,15 +58,15 @@ def parse_rules(rules: Sequence[dict] | None, where: str = "param_groups") -> li
 
 
 def _number(value: object, where: str) -> float:
-    """A non-negative float (YAML 1.1 reads ``1e-4`` as a string: accept that too)."""
+    """A finite non-negative float (YAML 1.1 reads ``1e-4`` as a string: accept that too)."""
     try:
         if isinstance(value, bool):
             raise TypeError
         out = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise ConfigError(f"{where}: expected a non-negative number, got {value!r}") from None
-    if not out >= 0:
-        raise ConfigError(f"{where}: expected a non-negative number, got {value!r}")
+    if not (math.isfinite(out) and out >= 0):
+        raise ConfigError(f"{where}: expected a finite non-negative number, got {value!r}")
     return out
 
 

@@ -14,12 +14,24 @@ from torch.optim import Optimizer
 from ..errors import ConfigError
 
 
+def _rate(name: str, value: float, positive: bool = False) -> float:
+    """A finite learning rate (> 0 when ``positive``, else >= 0): a NaN or infinite rate makes every
+    weight NaN at the first step, so it is refused here, when the schedule is built."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    if value < 0 or (positive and value == 0):
+        raise ConfigError(f"{name} must be {'> 0' if positive else '>= 0'}, got {value!r}")
+    return float(value)
+
+
 class _Schedule:
     def __init__(self, learning_rate: float, warmup_iters: int = 0, warmup_start_lr: float = 0.0) -> None:
-        if learning_rate <= 0:
-            raise ConfigError(f"learning_rate must be > 0, got {learning_rate}")
-        if warmup_iters < 0:
-            raise ConfigError(f"warmup_iters must be >= 0, got {warmup_iters}")
+        learning_rate = _rate("learning_rate", learning_rate, positive=True)
+        warmup_start_lr = _rate("warmup_start_lr", warmup_start_lr)
+        if isinstance(warmup_iters, bool) or not isinstance(warmup_iters, int) or warmup_iters < 0:
+            raise ConfigError(f"warmup_iters must be an integer >= 0, got {warmup_iters!r}")
         self.learning_rate = learning_rate
         self.warmup_iters = warmup_iters
         self.warmup_start_lr = warmup_start_lr
@@ -57,8 +69,9 @@ class PolynomialDecay(_Schedule):
                  decay_steps: int | None = None, cycle: bool = False,
                  warmup_iters: int = 0, warmup_start_lr: float = 0.0) -> None:
         super().__init__(learning_rate, warmup_iters, warmup_start_lr)
-        if power <= 0:
-            raise ConfigError(f"power must be > 0, got {power}")
+        end_lr = _rate("end_lr", end_lr)
+        if isinstance(power, bool) or not isinstance(power, (int, float)) or not math.isfinite(power) or power <= 0:
+            raise ConfigError(f"power must be a finite number > 0, got {power!r}")
         if decay_steps is not None and (isinstance(decay_steps, bool) or not isinstance(decay_steps, int)
                                         or decay_steps <= 0):
             raise ConfigError(f"decay_steps must be a positive integer, got {decay_steps!r}")
@@ -101,7 +114,8 @@ class CosineAnnealingDecay(_Schedule):
             raise ConfigError("give end_lr or eta_min (PaddleSeg's name for it), not both")
         if T_max is not None and (isinstance(T_max, bool) or not isinstance(T_max, int) or T_max <= 0):
             raise ConfigError(f"T_max must be a positive integer, got {T_max!r}")
-        self.end_lr = float(end_lr if end_lr is not None else eta_min if eta_min is not None else 0.0)
+        self.end_lr = _rate("eta_min" if eta_min is not None else "end_lr",
+                            end_lr if end_lr is not None else eta_min if eta_min is not None else 0.0)
         self.T_max = T_max
 
     def decay(self, t: int, total: int) -> float:

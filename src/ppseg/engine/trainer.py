@@ -89,13 +89,18 @@ class Trainer:
             .from_config(cfg, self.train_set, self.val_set)
         self.model_name, self.model_kwargs = build.model_spec(cfg, **self.task.model_overrides())
         self.optim_spec = build.optim_spec(cfg)
-        self.save_dir = Path(save_dir or self.opts.save_dir or Path("output") / Path(cfg.path).stem)
-        check_output_path(self.save_dir, "--save-dir" if save_dir else "train.save_dir", "dir")
+        chosen = save_dir if save_dir is not None else self.opts.save_dir  # "" is refused, not the default
+        self.save_dir = Path(chosen) if chosen is not None else Path("output") / Path(cfg.path).stem
+        check_output_path(chosen if chosen is not None else self.save_dir,
+                          "--save-dir" if save_dir is not None else "train.save_dir", "dir")
         self.resume_from = self._resume_path(resume)
 
         # ---- processes, device, model
         self.device = resolve_device(self.opts.device, "train.device")
         self.rank, self.world = dist.init_distributed(self.device)
+        if len(self.train_set) < self.batch_size * self.world:
+            raise ConfigError(f"{cfg.where('batch_size')}: {self.batch_size} per process x {self.world} process(es) "
+                              f"is more than the training set's {len(self.train_set)} samples; lower batch_size")
         if self.opts.threads:
             torch.set_num_threads(self.opts.threads)
         autocast_for(self.device, self.opts.amp)  # validates amp for the device
@@ -159,6 +164,9 @@ class Trainer:
                 raise PPSegError(f"{path}: train.ema is on but the checkpoint has no EMA state")
             self.ema.module.model.load_state_dict(ckpt["ema"])
         self.iter = int(ckpt["iter"])
+        if self.iter > self.iters:
+            raise PPSegError(f"{path}: the checkpoint is at iteration {self.iter}, past the config's iters "
+                             f"{self.iters} ({self.cfg.where('iters')}); raise iters to continue training")
         self.best = ckpt.get("best", {})
         self.history = ckpt.get("history", self.history)
         rng = ckpt["rng"]

@@ -167,6 +167,8 @@ class MobileNetV3(nn.Module):
             raise ConfigError(f"unknown MobileNetV3 variant {variant!r}; use 'large' or 'small'")
         if output_stride not in (8, 16, 32):
             raise ConfigError(f"output_stride must be 8, 16 or 32, got {output_stride}")
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 8:
+            raise ConfigError(f"scale (the width multiplier) must be a number in (0, 8], got {scale!r}")
         table, default_out = MOBILENETV3_CONFIGS[variant]
         self.out_indices: tuple[int, ...] = tuple(
             default_out if out_indices is None else out_indices

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..config import MAX_CLASSES
 from ..errors import ConfigError, PPSegError
 from ..data.sample import GeomOp, Resize, invert_tensor
 from ..models.layers import first_output, output_list
@@ -25,6 +26,14 @@ from .vim import vim, vim_exact
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import Config
+
+
+#: the largest test-time scale: an image scaled further would not fit in memory, and is a typo
+MAX_SCALE = 10.0
+
+
+def _finite(v: Any) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
 
 
 class Segmentor(nn.Module):
@@ -76,6 +85,9 @@ class Segmentor(nn.Module):
         super().__init__()
         if len(mean) != 3 or len(std) != 3:
             raise ConfigError(f"mean and std need 3 values (RGB), got mean={list(mean)} std={list(std)}")
+        for name, values in (("mean", mean), ("std", std)):
+            if not all(_finite(v) for v in values):
+                raise ConfigError(f"{name} must be 3 finite numbers, got {list(values)}")
         if any(s <= 0 for s in std):
             raise ConfigError(f"std must be positive, got {list(std)}")
         if mode not in ("whole", "slide"):
@@ -88,8 +100,8 @@ class Segmentor(nn.Module):
         if crop_size is not None and stride is not None and (stride[0] > crop_size[0] or stride[1] > crop_size[1]):
             raise ConfigError(f"stride {list(stride)} is larger than crop_size {list(crop_size)}: "
                               "sliding windows would leave pixels unpredicted")
-        if not scales or any(s <= 0 for s in scales):
-            raise ConfigError(f"scales must be positive numbers, got {list(scales)}")
+        if not scales or not all(_finite(s) and 0 < s <= MAX_SCALE for s in scales):
+            raise ConfigError(f"scales must be positive numbers (at most {MAX_SCALE:g}), got {list(scales)}")
         if fusion not in ("logits", "softmax"):
             raise ConfigError(f"fusion must be 'logits' or 'softmax', got {fusion!r}")
         if postprocess not in ("argmax", "vim", "vim_exact"):
@@ -232,8 +244,6 @@ class Segmentor(nn.Module):
         return self.predict(images, size=tuple(size))
 
 
-#: the most classes a weights file may record (label maps are written as 8- or 16-bit PNGs)
-MAX_CLASSES = 65535
 
 
 def segmentor_kwargs(cfg: Config) -> dict[str, Any]:
@@ -307,6 +317,8 @@ def load_segmentor(path: str | Path, *, config: "Config | None" = None, num_clas
     from ..weights import load_file, load_weights
 
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    if config is None:  # Python callers; with a config they are command-line flags (build_segmentor names them)
+        overrides = _check_overrides(overrides)
     ckpt = load_file(path)
     if config is not None:
         from ..engine import build
@@ -329,8 +341,35 @@ def load_segmentor(path: str | Path, *, config: "Config | None" = None, num_clas
         model = create_model(name, **model_kwargs)
     except (ConfigError, ValueError, TypeError) as e:
         raise PPSegError(f"{path}: the recorded model settings are invalid ({e})") from None
+    if num_classes is not None and num_classes != getattr(model, "num_classes", num_classes):
+        raise ConfigError(f"load_segmentor: num_classes={num_classes!r}, but {path} holds a model of "
+                          f"{model.num_classes} classes")
     load_weights(model, ckpt, path, name)
     try:
-        return Segmentor(model, **{**seg_kwargs, **overrides}).eval()
+        seg = Segmentor(model, **seg_kwargs)
     except (ConfigError, ValueError, TypeError) as e:
         raise PPSegError(f"{path}: the recorded segmentor settings are invalid ({e})") from None
+    if not overrides:
+        return seg.eval()
+    try:  # the caller's settings, not the file's
+        return Segmentor(model, **{**seg_kwargs, **overrides}).eval()
+    except ConfigError as e:
+        raise ConfigError(f"load_segmentor: {e}") from None
+
+
+def _check_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Segmentor settings given to :func:`load_segmentor`, checked by name and type like a config's
+    ``segmentor`` section (a :class:`ConfigError` naming the argument)."""
+    from ..config import _NO, _type_name, coerce, did_you_mean, not_finite_note, signature_params
+
+    params = {k: v for k, v in signature_params(Segmentor).items() if k != "model"}
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key not in params:
+            raise ConfigError(f"load_segmentor: unknown segmentor setting '{key}'{did_you_mean(key, params)}")
+        got = coerce(value, params[key][0])
+        if got is _NO:
+            raise ConfigError(f"load_segmentor: {key} expects {_type_name(params[key][0])}, got {value!r}"
+                              f"{not_finite_note(value)}")
+        out[key] = got
+    return out

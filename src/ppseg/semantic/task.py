@@ -106,6 +106,12 @@ class SemanticTask(Task):
             raise ConfigError(f"{cfg.where('val_dataset.num_classes')}: {val_set.num_classes}, "
                               f"but train_dataset has {train_set.num_classes}")
         losses, coef = build.build_losses(cfg)
+        for i, loss in enumerate(losses):  # class weights must fit the classes now, not at the first step
+            for module in loss.modules():
+                weight = getattr(module, "class_weight", None)
+                if isinstance(weight, torch.Tensor) and weight.numel() != train_set.num_classes:
+                    raise ConfigError(f"{cfg.where(f'loss.types[{i}]')}: {type(module).__name__} has {weight.numel()} "
+                                      f"class weights, but the dataset has num_classes {train_set.num_classes}")
         key = "val_dataset" if cfg.get("val_dataset") else "train_dataset"
         return cls(losses, coef, segmentor_kwargs(cfg), train_set.num_classes, train_set.class_names,
                    (cfg.get(key) or {}).get("transforms") if key == "val_dataset" else [], cfg)
