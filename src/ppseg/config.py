@@ -26,6 +26,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 import yaml
 
 from .errors import ConfigError
+from .fileio import read_utf8
 
 BASE_KEY = "_base_"
 NO_INHERIT_KEY = "_inherited_"
@@ -91,21 +92,9 @@ def _read_yaml(path: Path) -> dict:
         raise ConfigError(f"{path}: is a folder, not a config file")
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
+    text = read_utf8(path, "config", ConfigError, max_bytes=MAX_CONFIG_BYTES, at_line="{path} (line {line})")
     try:
-        size = path.stat().st_size
-        if size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{path}: {size / 1e6:.1f} MB is too large for a config file "
-                              f"(limit {MAX_CONFIG_BYTES / 1e6:.0f} MB)")
-        raw = path.read_bytes()
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as e:
-            line = raw[: e.start].count(b"\n") + 1
-            raise ConfigError(f"{path} (line {line}): not UTF-8 text (byte 0x{raw[e.start]:02x}); "
-                              "save the config as UTF-8") from None
         data = yaml.safe_load(text)
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read the config ({e.strerror or e})") from None
     except RecursionError:
         raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
     except yaml.YAMLError as e:
@@ -290,6 +279,20 @@ def _type_name(tp: Any) -> str:
 
 
 _NO = object()
+
+
+def is_finite_number(value: Any) -> bool:
+    """An ``int`` or ``float`` that is neither NaN nor infinite (``bool`` is not a number here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def number_in_range(value: Any, lo: float, hi: float) -> float | None:
+    """``float(value)`` when it is finite and in ``[lo, hi]`` (numeric strings too), else ``None``."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) and lo <= out <= hi else None
 
 
 def is_non_finite(value: Any) -> bool:

@@ -71,6 +71,24 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def read_utf8(path: str | Path, what: str, error: type[Exception], *, max_bytes: int | None = None,
+              at_line: str = "{path}:{line}") -> str:
+    """A text file's contents as UTF-8 (a BOM is dropped), or one ``error`` naming the file: unreadable,
+    over ``max_bytes``, or not UTF-8 (with the line, as ``at_line`` formats it, and the byte)."""
+    p = Path(path)
+    try:
+        if max_bytes is not None and (size := p.stat().st_size) > max_bytes:
+            raise error(f"{p}: {size / 1e6:.1f} MB is too large for a {what} (limit {max_bytes / 1e6:.0f} MB)")
+        raw = p.read_bytes()
+    except OSError as e:
+        raise error(f"{p}: cannot read the {what} ({e.strerror or e})") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        where = at_line.format(path=p, line=raw[: e.start].count(b"\n") + 1)
+        raise error(f"{where}: not UTF-8 text (byte 0x{raw[e.start]:02x}); save the {what} as UTF-8") from None
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write UTF-8 text through :func:`atomic_open` (a JSON report, a log summary)."""
     with atomic_open(path, fsync=False) as f:

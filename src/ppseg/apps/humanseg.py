@@ -31,7 +31,6 @@ by :class:`TorchPersonModel` when it is used.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from ..config import number_in_range
 from ..data.io import IMAGE_SUFFIXES
 from ..errors import ConfigError, DataError, PPSegError
 from ..fileio import check_output_path
@@ -92,12 +92,9 @@ def check_input_size(input_size: tuple[int, int] | None) -> tuple[int, int] | No
 
 def check_feather(feather: float) -> float:
     """``feather`` within :data:`FEATHER_RANGE`, or a :class:`ConfigError` naming ``--feather``."""
-    lo, hi = FEATHER_RANGE
-    try:
-        value = float(feather)
-    except (TypeError, ValueError):
-        value = math.nan
-    if not (math.isfinite(value) and lo <= value <= hi):
+    value = number_in_range(feather, *FEATHER_RANGE)
+    if value is None:
+        lo, hi = FEATHER_RANGE
         raise ConfigError(f"--feather must be a number of pixels in [{lo:g}, {hi:g}], got {feather}")
     return value
 

@@ -31,6 +31,7 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
+from ..config import number_in_range
 from ..data.io import IMAGE_SUFFIXES, capture_native_stderr, list_images, read_image_quiet, write_image
 from ..errors import ConfigError, DataError, PPSegError
 
@@ -46,13 +47,9 @@ FPS_RANGE = (0.01, 1000.0)
 
 def check_fps(fps: float, option: str = "--fps") -> float:
     """``fps`` as a float if it is a frame rate the video writer takes, else a :class:`ConfigError`."""
-    lo, hi = FPS_RANGE
-    try:
-        value = float(fps)
-    except (TypeError, ValueError):
-        value = math.nan
-    if not (math.isfinite(value) and lo <= value <= hi):
-        raise ConfigError(f"{option} must be a frame rate in [{lo:g}, {hi:g}], got {fps}")
+    value = number_in_range(fps, *FPS_RANGE)
+    if value is None:
+        raise ConfigError(f"{option} must be a frame rate in [{FPS_RANGE[0]:g}, {FPS_RANGE[1]:g}], got {fps}")
     return value
 
 

@@ -24,6 +24,7 @@ from ppseg.data.palette import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, default_p
 from ppseg.data.transforms import Compose, build_transforms
 from ppseg.config import MAX_CLASSES
 from ppseg.errors import ConfigError, DataError
+from ppseg.fileio import read_utf8
 
 __all__ = [
     "IGNORE_INDEX",
@@ -217,16 +218,7 @@ class FileListDataset(SegDataset):
             raise DataError(f"file list '{file_list}' not found (also looked in '{self.dataset_root}')")
         self.file_list = list_path
         self.separator = separator
-        try:
-            raw = Path(list_path).read_bytes()
-        except OSError as e:
-            raise DataError(f"file list '{list_path}': cannot read it ({e.strerror or e})") from None
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as e:
-            line = raw[: e.start].count(b"\n") + 1
-            raise DataError(f"{list_path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x}); "
-                            "save the file list as UTF-8") from None
+        text = read_utf8(list_path, "file list", DataError)
         for lineno, line in enumerate(text.splitlines(), 1):
             self._parse_line(line, lineno)
         self._finish_init(f"file list '{list_path}'")

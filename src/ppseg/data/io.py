@@ -111,13 +111,11 @@ class _no_pil_bomb_check:
         Image.MAX_IMAGE_PIXELS = self._saved
 
 
-def _check_size(data: np.ndarray, path: PathLike, what: str) -> None:
+def _check_size(path: PathLike, what: str) -> None:
     """Refuse an image larger than :func:`max_image_pixels` from its header, before decoding it."""
-    import io
-
     limit = max_image_pixels()
     try:
-        with _no_pil_bomb_check(), Image.open(io.BytesIO(data.tobytes())) as im:  # reads the header only
+        with _no_pil_bomb_check(), Image.open(os.fspath(path)) as im:  # reads the header only
             w, h = im.size
     except Exception:  # noqa: BLE001 - not a PIL-readable header: the decoder below says what is wrong
         return
@@ -137,7 +135,7 @@ def read_image(path: PathLike) -> np.ndarray:
     applied (OpenCV ``IMREAD_COLOR`` semantics, as in PaddleSeg).
     """
     data = _read_bytes(path, "image")
-    _check_size(data, path, "image")
+    _check_size(path, "image")
     try:
         img = cv2.imdecode(data, cv2.IMREAD_COLOR)
     except cv2.error as e:
@@ -234,7 +232,8 @@ def read_label_raw(path: PathLike) -> tuple[np.ndarray, str]:
     ``H x W x C`` array. Used by :func:`read_label` and by check-data.
     """
     p = os.fspath(path)
-    _check_size(_read_bytes(p, "label"), p, "label")  # exists, not empty, not over the pixel limit
+    _read_bytes(p, "label")  # exists, not empty (a clear message)
+    _check_size(p, "label")  # not over the pixel limit
     try:
         with _no_pil_bomb_check(), Image.open(p) as im:
             im.load()

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.transforms import TRANSFORMS_FORMAT_VERSION, read_transforms
+from ..config import is_finite_number
 from ..errors import ConfigError, PPSegError
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "OUTPUT_OPS", "RESIZE_TRANSFORMS", "InputSpec", "OutputSpec", "Sidecar",
@@ -156,9 +157,6 @@ class Sidecar:
 
     def _check_types(self, where: str) -> None:
         """Every field has the type the schema says (an edited sidecar fails here, not later)."""
-        def is_num(v: Any) -> bool:
-            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
         def is_int(v: Any) -> bool:
             return isinstance(v, int) and not isinstance(v, bool)
 
@@ -171,9 +169,9 @@ class Sidecar:
             ("input.color_order", self.input.color_order, isinstance(self.input.color_order, str), "a string"),
             ("input.normalized_in_graph", self.input.normalized_in_graph,
              isinstance(self.input.normalized_in_graph, bool), "true or false"),
-            ("input.mean", self.input.mean, isinstance(self.input.mean, list) and all(map(is_num, self.input.mean)),
+            ("input.mean", self.input.mean, isinstance(self.input.mean, list) and all(map(is_finite_number, self.input.mean)),
              "a list of numbers"),
-            ("input.std", self.input.std, isinstance(self.input.std, list) and all(map(is_num, self.input.std)),
+            ("input.std", self.input.std, isinstance(self.input.std, list) and all(map(is_finite_number, self.input.std)),
              "a list of numbers"),
             ("output.name", self.output.name, isinstance(self.output.name, str), "a string"),
             ("output.op", self.output.op, isinstance(self.output.op, str), "a string"),

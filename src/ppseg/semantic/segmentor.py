@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import MAX_CLASSES
+from ..config import MAX_CLASSES, is_finite_number
 from ..errors import ConfigError, PPSegError
 from ..data.sample import GeomOp, Resize, invert_tensor
 from ..models.layers import first_output, output_list
@@ -30,10 +30,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: the largest test-time scale: an image scaled further would not fit in memory, and is a typo
 MAX_SCALE = 10.0
-
-
-def _finite(v: Any) -> bool:
-    return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
 
 
 class Segmentor(nn.Module):
@@ -86,7 +82,7 @@ class Segmentor(nn.Module):
         if len(mean) != 3 or len(std) != 3:
             raise ConfigError(f"mean and std need 3 values (RGB), got mean={list(mean)} std={list(std)}")
         for name, values in (("mean", mean), ("std", std)):
-            if not all(_finite(v) for v in values):
+            if not all(is_finite_number(v) for v in values):
                 raise ConfigError(f"{name} must be 3 finite numbers, got {list(values)}")
         if any(s <= 0 for s in std):
             raise ConfigError(f"std must be positive, got {list(std)}")
@@ -100,7 +96,7 @@ class Segmentor(nn.Module):
         if crop_size is not None and stride is not None and (stride[0] > crop_size[0] or stride[1] > crop_size[1]):
             raise ConfigError(f"stride {list(stride)} is larger than crop_size {list(crop_size)}: "
                               "sliding windows would leave pixels unpredicted")
-        if not scales or not all(_finite(s) and 0 < s <= MAX_SCALE for s in scales):
+        if not scales or not all(is_finite_number(s) and 0 < s <= MAX_SCALE for s in scales):
             raise ConfigError(f"scales must be positive numbers (at most {MAX_SCALE:g}), got {list(scales)}")
         if fusion not in ("logits", "softmax"):
             raise ConfigError(f"fusion must be 'logits' or 'softmax', got {fusion!r}")
@@ -274,7 +270,7 @@ def build_segmentor(cfg: Config, model: nn.Module, **overrides: Any) -> Segmento
         raise ConfigError(f"{flags}: {e}") from None
 
 
-def check_model_kwargs(name: str, config_kwargs: dict, ckpt: dict, path: str | Path) -> None:
+def check_weights_fit_config(name: str, config_kwargs: dict, ckpt: dict, path: str | Path) -> None:
     """Refuse a weights file built with other inference-relevant kwargs (e.g. ``aam_gate_act``)
     than the config: shapes alone cannot tell a sigmoid-gated model from a relu6-gated one.
     Training-only kwargs (:func:`ppseg.registry.training_only_kwargs`) and ``num_classes``
@@ -324,7 +320,7 @@ def load_segmentor(path: str | Path, *, config: "Config | None" = None, num_clas
         from ..engine import build
 
         name, kwargs, model = build.build_model(config, num_classes)
-        check_model_kwargs(name, kwargs, ckpt, path)
+        check_weights_fit_config(name, kwargs, ckpt, path)
         load_weights(model, ckpt, Path(path), name)
         return build_segmentor(config, model, **overrides).eval()
     name = ckpt.get("model")
