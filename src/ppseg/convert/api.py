@@ -81,6 +81,10 @@ CONVERTER_OPTIONS: dict[str, ConverterOptions] = {
     "pp_humansegv2_lite_portrait": ConverterOptions(drop=(r"^backbone\.blocks\.1[2-4]\.",)),
     # V2-Mobile is a PP-LiteSeg: same `_scale` fill as above for checkpoints without it.
     "pp_humansegv2_mobile": ConverterOptions(defaults={r"ppseg_head\.arm_list\.\d+\._scale": 1.0}),
+    # EdgeFlow (EISeg HRNetEdgeModel): FineNet's bottleneck builds a 3x3 `conv2`/`bn2` that its
+    # forward never calls (9,280 params + 64 BN statistics, 5 tensors; spec 6.2 item 12); the
+    # ppseg model does not hold them (see ppseg.models.edgeflow).
+    "edgeflow": ConverterOptions(drop=(r"^finenet\.final_predict\.0\.(conv2|bn2)\.",)),
 }
 
 
