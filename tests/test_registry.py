@@ -9,7 +9,7 @@ import ppseg
 from ppseg.errors import ConfigError
 
 
-@pytest.mark.parametrize("name", ppseg.list_models())
+@pytest.mark.parametrize("name", ppseg.list_models(task="semantic"))
 def test_registered_model_contract(name):
     torch.manual_seed(0)
     model = ppseg.create_model(name, num_classes=5)
@@ -48,3 +48,28 @@ def test_importing_ppseg_does_not_import_torch():
 
     code = "import sys, ppseg, ppseg.errors; assert 'torch' not in sys.modules, 'torch imported'"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+@pytest.mark.parametrize("name", ppseg.list_models(task="interactive"))
+def test_registered_click_model_contract(name):
+    """Click models: ``forward(image, coord_features)`` -> dict of 1-channel logits at the input size,
+    declaring what the first click-feature channel is (the interactive engine reads it)."""
+    from ppseg.interactive.predictor import is_click_model, model_outputs
+
+    torch.manual_seed(0)
+    model = ppseg.create_model(name)
+    assert is_click_model(model) and model.click_radius == 5
+    x, c = torch.randn(2, 3, 67, 91), torch.rand(2, 3, 67, 91)
+    model.train()
+    outs = model_outputs(model(x, c))
+    assert len(outs) >= 2 and all(o.shape == (2, 1, 67, 91) for o in outs)
+    model.eval()
+    with torch.no_grad():
+        out = model(x, c)
+    assert out["instances"].shape == (2, 1, 67, 91)
+
+
+def test_list_models_by_task():
+    assert set(ppseg.list_models(task="interactive")) == {"click_mobilenetv3_lite", "edgeflow_hrnet18_ocr64"}
+    assert "pp_mobileseg_tiny" in ppseg.list_models(task="semantic")
+    assert not set(ppseg.list_models(task="semantic")) & set(ppseg.list_models(task="interactive"))

@@ -18,9 +18,11 @@ from torch import nn
 
 from .config import MAX_CLASSES, coerce, did_you_mean, not_finite_note, signature_params, _NO, _type_name
 from .errors import ConfigError
-from .models import lraspp, pp_humanseg, pp_liteseg, pp_mobileseg
+from .models import click_net, edgeflow, lraspp, pp_humanseg, pp_liteseg, pp_mobileseg
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
+    "edgeflow_hrnet18_ocr64": edgeflow.edgeflow_hrnet18_ocr64,
+    "click_mobilenetv3_lite": click_net.click_mobilenetv3_lite,
     "lraspp_mobilenetv3_large": lraspp.lraspp_mobilenetv3_large,
     "lraspp_mobilenetv3_small": lraspp.lraspp_mobilenetv3_small,
     "pp_humanseg_lite_v1": pp_humanseg.pp_humanseg_lite_v1,
@@ -34,9 +36,17 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Registered model names matching a shell-style pattern, sorted."""
-    return sorted(n for n in MODELS if fnmatch.fnmatch(n, pattern))
+def model_task(name: str) -> str:
+    """The task a registered model is for: ``TASK`` of its module (``"interactive"`` for click
+    models, whose forward takes ``(image, coord_features)``), else ``"semantic"``."""
+    import sys
+
+    return str(getattr(sys.modules[get_factory(name).__module__], "TASK", "semantic"))
+
+
+def list_models(pattern: str = "*", task: str | None = None) -> list[str]:
+    """Registered model names matching a shell-style pattern (and ``task``, when given), sorted."""
+    return sorted(n for n in MODELS if fnmatch.fnmatch(n, pattern) and (task is None or model_task(n) == task))
 
 
 def get_factory(name: str) -> Callable[..., nn.Module]:

@@ -41,7 +41,12 @@ def weights_file(model_name: str, model_kwargs: dict, state_dict: dict, **meta: 
 
 
 def load_file(path: str | Path) -> dict:
-    """Read a ppseg weights file or training checkpoint (safe: ``weights_only``)."""
+    """Read a ppseg weights file or training checkpoint (safe: ``weights_only``); ``zoo:NAME`` reads
+    the shipped model of that name (:mod:`ppseg.zoo`)."""
+    from .zoo import is_zoo_spec, resolve
+
+    if is_zoo_spec(path):
+        path = resolve(str(path))
     path = Path(path)
     if path.is_dir():
         for name in ("best_model.pt", "last_model.pt", "checkpoints/latest.pt"):

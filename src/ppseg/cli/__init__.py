@@ -10,10 +10,10 @@ import sys
 from .. import __version__
 from ..errors import PPSegError
 from ..fileio import describe_os_error
-from . import bench, check_data, convert, export, humanseg, predict, train, val
+from . import bench, check_data, click_eval, convert, export, humanseg, predict, train, val, zoo
 
 COMMANDS = {"train": train, "val": val, "predict": predict, "check-data": check_data, "convert": convert,
-            "export": export, "bench": bench, "humanseg": humanseg}
+            "export": export, "bench": bench, "humanseg": humanseg, "click-eval": click_eval, "zoo": zoo}
 
 
 def build_parser() -> argparse.ArgumentParser:

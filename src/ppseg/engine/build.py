@@ -37,7 +37,7 @@ from .options import TrainOptions
 from .schedule import SCHEDULES, LRScheduler
 
 TOP_LEVEL = ("task", "batch_size", "iters", "seed", "model", "segmentor", "train_dataset", "val_dataset",
-             "optimizer", "lr_scheduler", "loss", "train")
+             "optimizer", "lr_scheduler", "loss", "train", "interactive")
 
 
 def check_top_level(cfg: Config) -> None:

@@ -32,6 +32,9 @@ class TrainOptions:
         threads: torch intra-op threads per process (``null``: torch's default).
         save_dir: run directory (``null``: ``output/<config name>``).
         save_confusion_matrix: also draw the confusion matrix at each evaluation.
+        init_weights: start from these weights (a ppseg weights file, ``zoo:NAME``, or a PaddleSeg
+            ``.pdparams`` / MMSeg checkpoint of the same model) instead of the model's initialisation;
+            ignored when resuming (the checkpoint has the weights).
     """
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -51,6 +54,7 @@ class TrainOptions:
     threads: int | None = None
     save_dir: str | None = None
     save_confusion_matrix: bool = False
+    init_weights: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("log_iters", "save_interval"):

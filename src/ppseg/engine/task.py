@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
 #: task name -> "module:Class" (imported on use) or the class itself; a new task adds one line
 TASKS: dict[str, str | type[Task]] = {
     "semantic": "ppseg.semantic.task:SemanticTask",
+    "interactive": "ppseg.interactive.task:InteractiveTask",
 }
 DEFAULT_TASK = "semantic"
 
@@ -82,6 +83,14 @@ class Task(ABC):
     higher_is_better: ClassVar[bool] = True
     #: the scores kept in ``history.json`` (and the curves), in order
     score_keys: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def build_dataset(cls, cfg: Config, key: str, mode: str) -> Any:
+        """The dataset of config section ``key`` (``train_dataset`` / ``val_dataset``) in ``mode``;
+        by default one of the segmentation datasets (:data:`ppseg.data.datasets.DATASETS`)."""
+        from . import build
+
+        return build.build_dataset(cfg, key, mode)
 
     @classmethod
     @abstractmethod

@@ -83,10 +83,10 @@ class Trainer:
         self.iters: int = cfg["iters"]
         self.batch_size: int = cfg["batch_size"]
         self.seed: int = cfg.get("seed", 0)
-        self.train_set = build.build_dataset(cfg, "train_dataset", "train")
-        self.val_set = build.build_dataset(cfg, "val_dataset", "val") if cfg.get("val_dataset") else None
-        self.task: Task = get_task(cfg.get("task", "semantic"), cfg.where("task") if "task" in cfg else "task") \
-            .from_config(cfg, self.train_set, self.val_set)
+        task_cls = get_task(cfg.get("task", "semantic"), cfg.where("task") if "task" in cfg else "task")
+        self.train_set = task_cls.build_dataset(cfg, "train_dataset", "train")
+        self.val_set = task_cls.build_dataset(cfg, "val_dataset", "val") if cfg.get("val_dataset") else None
+        self.task: Task = task_cls.from_config(cfg, self.train_set, self.val_set)
         self.model_name, self.model_kwargs = build.model_spec(cfg, **self.task.model_overrides())
         self.optim_spec = build.optim_spec(cfg)
         chosen = save_dir if save_dir is not None else self.opts.save_dir  # "" is refused, not the default
@@ -106,6 +106,15 @@ class Trainer:
         autocast_for(self.device, self.opts.amp)  # validates amp for the device
         seed_everything(self.seed)
         _, _, model = build.build_model(cfg, **self.task.model_overrides())
+        if self.opts.init_weights and self.resume_from is None:
+            from ..convert.api import load_pretrained
+            from ..zoo import is_zoo_spec, resolve
+
+            init = self.opts.init_weights
+            try:
+                load_pretrained(model, resolve(init) if is_zoo_spec(init) else init, model_name=self.model_name)
+            except PPSegError as e:
+                raise PPSegError(f"{cfg.where('train.init_weights')}: {e}") from None
         self.wrapper: nn.Module = self.task.wrap(model)  # the task's inference wrapper (a Segmentor, ...)
         if self.opts.sync_bn and self.world > 1:
             self.wrapper = dist.convert_sync_batchnorm(self.wrapper, self.device)

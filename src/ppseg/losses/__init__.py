@@ -33,6 +33,7 @@ from .cross_entropy import CrossEntropyLoss
 from .dice import DiceLoss
 from .lovasz import LovaszHingeLoss, LovaszSoftmaxLoss
 from .mixed import MixedLoss
+from .nfl import BoundaryBCELoss, NormalizedFocalLoss
 from .ohem import OhemCrossEntropyLoss
 from .scl import SemanticConnectivityLoss
 
@@ -45,11 +46,15 @@ LOSSES: dict[str, type[nn.Module]] = {
     "BCELoss": BCELoss,
     "MixedLoss": MixedLoss,
     "SemanticConnectivityLoss": SemanticConnectivityLoss,
+    "NormalizedFocalLoss": NormalizedFocalLoss,
+    "BoundaryBCELoss": BoundaryBCELoss,
 }
 
 __all__ = [
     "LOSSES",
     "BCELoss",
+    "BoundaryBCELoss",
+    "NormalizedFocalLoss",
     "CrossEntropyLoss",
     "DiceLoss",
     "LovaszHingeLoss",

@@ -222,7 +222,11 @@ class MobileNetV3(nn.Module):
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """Return the features of the ``out_indices`` blocks, in index order."""
-        x = self.conv(x)
+        return self.forward_blocks(self.conv(x))
+
+    def forward_blocks(self, x: Tensor) -> list[Tensor]:
+        """:meth:`forward` after the stem: ``x`` is the stem's output (a click model adds its
+        click features to it first)."""
         feats: dict[int, Tensor] = {}
         for i, block in enumerate(self.blocks):
             if i > self._last_index:
