@@ -1,4 +1,5 @@
-"""ONNX export: ``ppseg export`` and :func:`export_onnx` (needs torch, onnx, onnxruntime).
+"""ONNX export: ``ppseg export``, :func:`export_onnx` (semantic models) and :func:`export_click_onnx`
+(click models) (needs torch, onnx, onnxruntime).
 
 Deployment of the result needs neither torch nor this package: see :mod:`ppseg.deploy`.
 """
@@ -6,6 +7,7 @@ Deployment of the result needs neither torch nor this package: see :mod:`ppseg.d
 from __future__ import annotations
 
 from .graph import ExportGraph
+from .interactive import ClickExportResult, export_click_onnx
 from .onnx import ExportResult, export_onnx
 
-__all__ = ["ExportGraph", "ExportResult", "export_onnx"]
+__all__ = ["ClickExportResult", "ExportGraph", "ExportResult", "export_click_onnx", "export_onnx"]
