@@ -21,6 +21,7 @@ from ppseg.cli import main  # noqa: E402
 from ppseg.deploy import Predictor  # noqa: E402
 from ppseg.weights import atomic_save, weights_file  # noqa: E402
 from ppseg.errors import ConfigError, DataError, PPSegError  # noqa: E402
+from helpers.data import mini_mobileseg_config  # noqa: E402
 from helpers.weights import randomize  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,12 +32,7 @@ MINI = REPO / "examples" / "camvid_mini"  # real CamVid images, committed (downs
 def trained(tmp_path_factory) -> tuple[Path, Path]:
     """(config, weights file) of a PP-MobileSeg-Tiny with non-trivial weights on the CamVid sample."""
     root = tmp_path_factory.mktemp("deploy")
-    cfg = yaml.safe_load((REPO / "configs" / "demo" / "camvid_mini.yml").read_text())
-    cfg["_base_"] = str(REPO / "configs" / "lraspp" / "lraspp_mobilenetv3_large_camvid.yml")
-    cfg["model"] = {"type": "pp_mobileseg_tiny", "_inherited_": False}
-    for key in ("train_dataset", "val_dataset"):
-        cfg[key]["dataset_root"] = str(MINI)
-        cfg[key]["file_list"] = str(MINI / f"{key.split('_')[0]}.txt")
+    cfg = mini_mobileseg_config()
     # a val resize that changes the aspect ratio: the predictor must undo it like ppseg predict
     cfg["val_dataset"]["transforms"] = [{"type": "Resize", "target_size": [208, 144]}]
     cfg_path = root / "cfg.yml"

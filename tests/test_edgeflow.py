@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import ppseg
+from helpers.weights import randomize_bn
 from helpers.parity import (
     assert_matches_reference,
     assert_paddle_layout,
@@ -78,15 +79,7 @@ def _one_thread():
 
 def _randomize(model: nn.Module, seed: int = 0) -> nn.Module:
     """Random BN statistics and affine terms, click embedding scale 1: outputs of order 0.1-1."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
-                m.running_var.uniform_(0.5, 1.5, generator=gen)
-                m.weight.uniform_(0.5, 1.5, generator=gen)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
-        model.maps_transform[3].scale.fill_(1.0)
+    randomize_bn(model, seed)
     return model
 
 

@@ -159,6 +159,50 @@ def D(case_id: str, argv: Callable[[X], list[str]], *needles: str):
     return (f"check-data-{case_id}", lambda x: ["check-data", *argv(x)], needles, {})
 
 
+def K(case_id: str, argv: Callable[[X], list[str]], *needles: str):
+    """A ``ppseg click-eval`` case (the results file must never appear)."""
+    return (f"click-eval-{case_id}", lambda x: ["click-eval", "--json", str(x.out / "k.json"), *argv(x)], needles, {})
+
+
+def _grabcut_folder(x: X, masks: dict[str, np.ndarray] | None = None, images: tuple[str, ...] = ("a",)) -> str:
+    """A GrabCut-layout folder (``images/`` + ``masks/``): a 40 x 48 image per name, a square object mask."""
+    root = x.tmp / "in" / "gc"
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    for name in images:
+        (root / "images" / f"{name}.png").write_bytes(png(np.full((40, 48, 3), 90, np.uint8)))
+    if masks is None:
+        square = np.zeros((40, 48), np.uint8)
+        square[10:30, 12:36] = 255
+        masks = {n: square for n in images}
+    for name, m in masks.items():
+        (root / "masks" / f"{name}.png").write_bytes(png(m))
+    return str(root)
+
+
+def _click_config(over: dict[str, Any]) -> Callable[[X], list[str]]:
+    """``ppseg train`` on an interactive config (ClickObjects on the tiny dataset) with ``over`` applied."""
+    def make(x: X) -> list[str]:
+        src = {"dataset_root": str(x.data), "file_list": "train.txt", "split": "components", "min_area": 20}
+        cfg = tiny_config(x.data, x.out)
+        cfg.update({"task": "interactive", "model": {"type": "click_mobilenetv3_lite"},
+                    "train_dataset": {"type": "ClickObjects", "crop_size": [64, 64], "sources": [src]},
+                    "loss": {"types": [{"type": "NormalizedFocalLoss"}], "coef": [1.0, 0.4, 0.4, 0.4]}})
+        cfg.pop("val_dataset")
+        for key, value in over.items():
+            node = cfg
+            parts = key.split(".")
+            for p in parts[:-1]:
+                node = node.setdefault(p, {})
+            node[parts[-1]] = value
+        return ["train", "-c", str(write_config(x.tmp / "c.yml", cfg))]
+    return make
+
+
+def I(case_id: str, over: dict[str, Any], *needles: str):
+    return (f"train-interactive-{case_id}", _click_config(over), ("c.yml", *needles), {})
+
+
 def _all_labels(value: int) -> Callable[[X], list[str]]:
     def make(x: X) -> list[str]:
         d = x.data_copy()
@@ -597,6 +641,40 @@ CASES: list[tuple] = [
                                       "pp_mobileseg_tiny", "--out", str(x.tmp / "in" / "m.pdparams")],
      ("m.pdparams", "overwrite"), {}),
 
+    # ------------------------------------------------------------------ click-eval (issue 14)
+    K("data-missing", lambda x: ["--model", "opencv-grabcut", "--data", str(x.tmp / "nowhere")], "nowhere"),
+    K("images-and-masks-unpaired", lambda x: ["--model", "opencv-grabcut", "--data", _grabcut_folder(
+        x, masks={"b": np.zeros((40, 48), np.uint8)})], "a"),
+    K("mask-empty", lambda x: ["--model", "opencv-grabcut", "--data", _grabcut_folder(
+        x, masks={"a": np.zeros((40, 48), np.uint8)})], "a.png"),
+    K("mask-all-ignore", lambda x: ["--model", "opencv-grabcut", "--data", _grabcut_folder(
+        x, masks={"a": np.full((40, 48), 128, np.uint8)})], "a.png"),
+    K("mask-other-size", lambda x: ["--model", "opencv-grabcut", "--data", _grabcut_folder(
+        x, masks={"a": np.full((20, 20), 255, np.uint8)})], "a.png"),
+    K("semantic-weights", lambda x: ["--model", x.weights, "--data", _grabcut_folder(x)], "best_model.pt",
+      "not a click model"),
+    K("model-missing", lambda x: ["--model", str(x.tmp / "m.pt"), "--data", _grabcut_folder(x)], "m.pt"),
+    K("model-evil-pickle", lambda x: ["--model", x.evil_pickle("evil.pt"), "--data", _grabcut_folder(x)], "evil.pt"),
+    K("zoo-unknown", lambda x: ["--model", "zoo:nope", "--data", _grabcut_folder(x)], "zoo:nope"),
+    K("max-clicks-zero", lambda x: ["--model", "opencv-grabcut", "--data", _grabcut_folder(x), "--max-clicks", "0"],
+      "--max-clicks"),
+    K("threshold-above-one", lambda x: ["--model", "opencv-grabcut", "--data", _grabcut_folder(x), "--threshold",
+                                        "1.5"], "threshold", "1.5"),
+    K("json-is-a-folder", lambda x: ["--model", "opencv-grabcut", "--data", _grabcut_folder(x), "--json",
+                                     x.folder("k.json")], "k.json"),
+    ("zoo-show-unknown", lambda x: ["zoo", "show", "nope"], ("nope",), {}),
+    # ------------------------------------------------------------------ train: interactive configs
+    I("source-missing-root", {"train_dataset.sources": [{"dataset_root": "/nowhere", "file_list": "train.txt"}]},
+      "/nowhere"),
+    I("source-bad-split", {"train_dataset.sources": [{"dataset_root": ".", "file_list": "t.txt", "split": "blobs"}]},
+      "split", "blobs"),
+    I("source-unknown-key", {"train_dataset.sources": [{"dataset_root": ".", "file_list": "t.txt", "area": 3}]},
+      "area"),
+    I("crop-size-tiny", {"train_dataset.crop_size": [4, 4]}, "crop_size"),
+    I("simulation-negative", {"interactive": {"simulation": {"max_iters": -1}}}, "max_iters", "-1"),
+    I("settings-threshold", {"interactive": {"settings": {"threshold": 2}}}, "threshold", "2"),
+    I("semantic-model", {"model": {"type": "lraspp_mobilenetv3_large"}}, "not a click model"),
+    I("wrong-dataset-type", {"train_dataset.type": "FileListDataset"}, "train_dataset.type", "ClickObjects"),
     # ------------------------------------------------------------------ check-data
     D("target-missing", lambda x: [str(x.tmp / "nowhere")], "nowhere"),
     D("config-missing", lambda x: [str(x.tmp / "nope.yml")], "nope.yml", "not found"),

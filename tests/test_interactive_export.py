@@ -28,7 +28,8 @@ pytest.importorskip("onnxruntime")
 import onnxruntime as ort  # noqa: E402
 
 import ppseg  # noqa: E402
-from helpers.weights import randomize  # noqa: E402
+from helpers.data import mini_mobileseg_config  # noqa: E402
+from helpers.weights import randomize, randomize_bn  # noqa: E402
 from ppseg.cli import main  # noqa: E402
 from ppseg.deploy import InteractivePredictor, OnnxClickBackend, Predictor, read_click_sidecar  # noqa: E402
 from ppseg.deploy.sidecar import sha256_of  # noqa: E402
@@ -79,15 +80,7 @@ def _edgeflow_model(seed: int = 0) -> nn.Module:
     """Default init, random BN statistics and affine terms, click embedding scale 1 (as test_edgeflow)."""
     torch.manual_seed(seed)
     model = ppseg.create_model("edgeflow_hrnet18_ocr64")
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
-                m.running_var.uniform_(0.5, 1.5, generator=gen)
-                m.weight.uniform_(0.5, 1.5, generator=gen)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
-        model.maps_transform[3].scale.fill_(1.0)
+    randomize_bn(model, seed)
     return model.eval()
 
 
@@ -293,12 +286,7 @@ def test_bad_sidecars_are_refused(click_export, tmp_path: Path) -> None:
 def test_semantic_weights_still_export_and_errors_stay_clear(click_export, tmp_path: Path, capsys) -> None:
     """A semantic weights file exports through -c as before; without -c it is one error line; the
     click and semantic exports refuse each other's sidecars."""
-    cfg = yaml.safe_load((REPO / "configs" / "demo" / "camvid_mini.yml").read_text())
-    cfg["_base_"] = str(REPO / "configs" / "lraspp" / "lraspp_mobilenetv3_large_camvid.yml")
-    cfg["model"] = {"type": "pp_mobileseg_tiny", "_inherited_": False}
-    for key in ("train_dataset", "val_dataset"):
-        cfg[key]["dataset_root"] = str(MINI)
-        cfg[key]["file_list"] = str(MINI / f"{key.split('_')[0]}.txt")
+    cfg = mini_mobileseg_config()
     cfg_path = tmp_path / "cfg.yml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     weights = tmp_path / "sem.pt"

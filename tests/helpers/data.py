@@ -86,3 +86,18 @@ def train_tiny_run(root: Path) -> tuple[Path, Path, Path]:
     cfg = write_config(root / "cfg.yml", tiny_config(data, root / "run", iters=2, **{"train.eval_interval": 2}))
     assert main(["train", "-c", str(cfg)]) == 0
     return data, cfg, root / "run"
+
+
+MINI = Path(__file__).resolve().parents[2] / "examples" / "camvid_mini"  # real CamVid images, committed (240 x 180)
+
+
+def mini_mobileseg_config() -> dict:
+    """A PP-MobileSeg-Tiny config on the committed CamVid sample (``examples/camvid_mini``)."""
+    repo = MINI.parents[1]
+    cfg = yaml.safe_load((repo / "configs" / "demo" / "camvid_mini.yml").read_text())
+    cfg["_base_"] = str(repo / "configs" / "lraspp" / "lraspp_mobilenetv3_large_camvid.yml")
+    cfg["model"] = {"type": "pp_mobileseg_tiny", "_inherited_": False}
+    for key in ("train_dataset", "val_dataset"):
+        cfg[key]["dataset_root"] = str(MINI)
+        cfg[key]["file_list"] = str(MINI / f"{key.split('_')[0]}.txt")
+    return cfg

@@ -28,3 +28,19 @@ def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
             else:
                 t.copy_(torch.randn(t.shape, generator=gen) * 0.1)
     return model
+
+
+def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Default init kept, BN statistics and affine terms random, a click model's click-feature scale 1:
+    outputs of order 0.1-1 without replacing the convolutions (click models: EdgeFlow, the fast one)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
+                m.running_var.uniform_(0.5, 1.5, generator=gen)
+                m.weight.uniform_(0.5, 1.5, generator=gen)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
+        if hasattr(model, "maps_transform"):
+            model.maps_transform[3].scale.fill_(1.0)
+    return model

@@ -46,7 +46,7 @@ from ..config import is_finite_number
 from ..errors import ConfigError, PPSegError
 from ..interactive.session import ClickPredictor, InteractiveSettings
 from .sidecar import FORMAT as SEMANTIC_FORMAT
-from .sidecar import sha256_of, sidecar_path
+from .sidecar import check_sidecar_hash, read_sidecar_json
 
 __all__ = ["CLICK_FORMAT", "CLICK_FORMAT_VERSION", "ClickSidecar", "InteractivePredictor", "OnnxClickBackend",
            "read_click_sidecar"]
@@ -211,19 +211,10 @@ def _settings(d: Any, where: str) -> InteractiveSettings:
 
 def read_click_sidecar(onnx_path: str | os.PathLike, check_hash: bool = True) -> ClickSidecar:
     """Read and validate the sidecar of a click export; with ``check_hash`` also that it describes that file."""
-    onnx_path = Path(onnx_path)
-    path = sidecar_path(onnx_path)
-    if not path.is_file():
-        raise PPSegError(f"{path}: sidecar not found (ppseg export writes it next to {onnx_path.name}; "
-                         "the click loop needs its settings)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise PPSegError(f"{path}: not a readable JSON sidecar ({e})") from None
+    path, data = read_sidecar_json(onnx_path, "the click loop needs its settings")
     car = ClickSidecar.from_dict(data, str(path))
-    if check_hash and car.onnx_sha256 != sha256_of(onnx_path):
-        raise PPSegError(f"{path}: this sidecar belongs to another model (its onnx_sha256 does not match "
-                         f"{onnx_path.name}); export again or put the right model.json next to it")
+    if check_hash:
+        check_sidecar_hash(path, onnx_path, car.onnx_sha256 or "missing")
     return car
 
 

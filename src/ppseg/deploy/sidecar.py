@@ -241,19 +241,30 @@ def sha256_of(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def read_sidecar(onnx_path: str | Path, check_hash: bool = True) -> Sidecar:
-    """Read and validate the sidecar of ``onnx_path``; with ``check_hash`` also that it describes that file."""
+def read_sidecar_json(onnx_path: str | Path, needed_for: str) -> tuple[Path, Any]:
+    """``(path, parsed JSON)`` of the sidecar next to ``onnx_path``; one line when it is missing or unreadable."""
     onnx_path = Path(onnx_path)
     path = sidecar_path(onnx_path)
     if not path.is_file():
         raise PPSegError(f"{path}: sidecar not found (ppseg export writes it next to {onnx_path.name}; "
-                         "deployment needs it for pre- and post-processing)")
+                         f"{needed_for})")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return path, json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise PPSegError(f"{path}: not a readable JSON sidecar ({e})") from None
-    car = Sidecar.from_dict(data, str(path))
-    if check_hash and car.onnx_sha256 and car.onnx_sha256 != sha256_of(onnx_path):
+
+
+def check_sidecar_hash(path: Path, onnx_path: str | Path, recorded: str | None) -> None:
+    """Refuse a sidecar whose recorded ``onnx_sha256`` is not the hash of ``onnx_path``."""
+    if recorded and recorded != sha256_of(onnx_path):
         raise PPSegError(f"{path}: this sidecar belongs to another model (its onnx_sha256 does not match "
-                         f"{onnx_path.name}); export again or put the right model.json next to it")
+                         f"{Path(onnx_path).name}); export again or put the right model.json next to it")
+
+
+def read_sidecar(onnx_path: str | Path, check_hash: bool = True) -> Sidecar:
+    """Read and validate the sidecar of ``onnx_path``; with ``check_hash`` also that it describes that file."""
+    path, data = read_sidecar_json(onnx_path, "deployment needs it for pre- and post-processing")
+    car = Sidecar.from_dict(data, str(path))
+    if check_hash:
+        check_sidecar_hash(path, onnx_path, car.onnx_sha256)
     return car

@@ -131,6 +131,12 @@ def collate(samples: Sequence[Sample]) -> dict[str, Any]:
             "seed": [s.meta.get("seed") for s in samples], "img_path": [s.meta.get("img_path") for s in samples]}
 
 
+def list_click_models() -> list[str]:
+    from ..registry import list_models
+
+    return list_models(task="interactive")
+
+
 class InteractiveTask(Task):
     """Click segmentation: simulated clicks in training, NoC@90 picks the best model."""
 
@@ -175,10 +181,21 @@ class InteractiveTask(Task):
             raise ConfigError(f"{cfg.where('interactive')}: unknown key(s) {sorted(unknown)}; "
                               "known: simulation, settings, max_clicks")
         sim = section.get("simulation") or {}
+        if not isinstance(sim, dict):
+            raise ConfigError(f"{cfg.where('interactive.simulation')}: expected a section, got {sim!r}")
         try:
             simulation = ClickSimulation(**sim)
         except TypeError as e:
             raise ConfigError(f"{cfg.where('interactive.simulation')}: {e}") from None
+        except ConfigError as e:
+            raise ConfigError(f"{cfg.path}: {e}") from None
+        model = (cfg.get("model") or {}).get("type") if isinstance(cfg.get("model"), dict) else None
+        if isinstance(model, str):
+            from ..registry import MODELS, model_task
+
+            if model in MODELS and model_task(model) != "interactive":
+                raise ConfigError(f"{cfg.where('model.type')}: '{model}' is not a click model (task: interactive "
+                                  f"trains one of: {', '.join(list_click_models())})")
         settings = InteractiveSettings.from_dict(section.get("settings"), cfg.where("interactive.settings"))
         max_clicks = section.get("max_clicks", 20)
         if isinstance(max_clicks, bool) or not isinstance(max_clicks, int) or not 1 <= max_clicks <= 100:
