@@ -92,6 +92,10 @@ def _registry_name(model: nn.Module) -> str:
 
 def _resolve_weights(path: Path) -> Path:
     """The file :func:`ppseg.weights.load_file` reads for ``path`` (a file or a run folder)."""
+    from ..zoo import is_zoo_spec, resolve
+
+    if is_zoo_spec(path):
+        return resolve(str(path))
     if path.is_dir():
         for name in ("best_model.pt", "last_model.pt", "checkpoints/latest.pt"):
             if (path / name).is_file():

@@ -55,12 +55,16 @@ def zoo_entries() -> list[ZooEntry]:
 
 
 def is_zoo_spec(spec: Any) -> bool:
+    """Whether ``spec`` (a string or a path) names a zoo model: ``zoo:NAME``."""
+    if isinstance(spec, Path):
+        spec = str(spec)
     return isinstance(spec, str) and spec.startswith(PREFIX)
 
 
 def get_entry(spec: str, task: str | None = None) -> ZooEntry:
     """The entry of ``zoo:NAME`` (or ``NAME``); unknown names list the known ones, and an entry of
     another task than ``task`` says what it is for."""
+    spec = str(spec)
     name = spec[len(PREFIX):] if is_zoo_spec(spec) else spec
     entries = {e.name: e for e in zoo_entries()}
     if name not in entries:
