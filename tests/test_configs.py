@@ -21,6 +21,22 @@ def test_config_validates(path):
     build.build_options(cfg)
     build.build_losses(cfg)
     build.optim_spec(cfg)
+    if cfg.get("task") == "interactive":  # click models: their datasets and section, without reading data
+        from ppseg.interactive.data import ObjectSource
+        from ppseg.interactive.task import InteractiveTask
+
+        for key in ("train_dataset", "val_dataset"):
+            section = cfg.get(key) or {}
+            assert section.get("type") == "ClickObjects"
+            for i, src in enumerate(section["sources"]):
+                ObjectSource.from_dict(src, f"{key}.sources[{i}]")
+            build_transforms(section.get("transforms"), cfg, f"{key}.transforms")
+        InteractiveTask.from_config(cfg, None, None)
+        name, _ = build.model_spec(cfg)
+        from ppseg.registry import model_task
+
+        assert model_task(name) == "interactive"
+        return
     segmentor_kwargs(cfg)
     for key in ("train_dataset", "val_dataset"):
         if cfg.get(key):
