@@ -69,12 +69,7 @@ DEAD_KEYS = sorted(f"finenet.final_predict.0.{k}"
 DROPPED = (len(DEAD_KEYS), DEAD_PARAMS, 2 * 32)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _randomize(model: nn.Module, seed: int = 0) -> nn.Module:

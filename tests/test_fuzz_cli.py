@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers.data import tiny_config, train_tiny_run, write_config
+from helpers.data import set_dotted, tiny_config, train_tiny_run, write_config
 from ppseg.cli import main
 from ppseg.errors import ConfigError, DataError, PPSegError
 
@@ -68,16 +68,7 @@ class X:
         return str(self.data / "images" / "val" / "000.png")
 
     def config(self, over: dict[str, Any], name: str = "c.yml", data: Path | None = None) -> str:
-        cfg = tiny_config(data or self.data, self.out)
-        for key, value in over.items():
-            node = cfg
-            parts = key.split(".")
-            for p in parts[:-1]:
-                node = node.setdefault(p, {})
-            if value is DEL:
-                node.pop(parts[-1], None)
-            else:
-                node[parts[-1]] = value
+        cfg = set_dotted(tiny_config(data or self.data, self.out), over, delete=DEL)
         return str(write_config(self.tmp / name, cfg))
 
     def file(self, name: str, content: bytes | str = b"") -> str:
@@ -189,13 +180,7 @@ def _click_config(over: dict[str, Any]) -> Callable[[X], list[str]]:
                     "train_dataset": {"type": "ClickObjects", "crop_size": [64, 64], "sources": [src]},
                     "loss": {"types": [{"type": "NormalizedFocalLoss"}], "coef": [1.0, 0.4, 0.4, 0.4]}})
         cfg.pop("val_dataset")
-        for key, value in over.items():
-            node = cfg
-            parts = key.split(".")
-            for p in parts[:-1]:
-                node = node.setdefault(p, {})
-            node[parts[-1]] = value
-        return ["train", "-c", str(write_config(x.tmp / "c.yml", cfg))]
+        return ["train", "-c", str(write_config(x.tmp / "c.yml", set_dotted(cfg, over)))]
     return make
 
 

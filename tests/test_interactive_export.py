@@ -48,12 +48,7 @@ SETTINGS = InteractiveSettings(threshold=0.4, target_size=(192, 256), min_crop_s
 CLICKS = [(90, 120, True), (30, 40, False), (120, 175, True), (160, 20, False)]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _image(h: int = 180, w: int = 240) -> np.ndarray:

@@ -58,12 +58,20 @@ def tiny_config(data: Path, save_dir: Path, **over) -> dict:
         "train": {"log_iters": 1, "eval_interval": 3, "save_interval": 2, "num_workers": 0,
                   "save_dir": str(save_dir), "tensorboard": False, "threads": 1},
     }
+    return set_dotted(cfg, over)
+
+
+def set_dotted(cfg: dict, over: dict, delete: object = None) -> dict:
+    """``cfg`` with dotted keys set (``{"train.num_workers": 2}``); a value that ``is delete`` removes the key."""
     for key, value in over.items():
         node = cfg
         parts = key.split(".")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
-        node[parts[-1]] = value
+        if delete is not None and value is delete:
+            node.pop(parts[-1], None)
+        else:
+            node[parts[-1]] = value
     return cfg
 
 
