@@ -480,7 +480,7 @@ def test_bf16_autocast_computes_in_float32(name: str) -> None:
 def test_losses_table_and_validation() -> None:
     assert set(LOSSES) == {
         "CrossEntropyLoss", "OhemCrossEntropyLoss", "LovaszSoftmaxLoss", "LovaszHingeLoss",
-        "DiceLoss", "BCELoss", "MixedLoss", "SemanticConnectivityLoss",
+        "DiceLoss", "BCELoss", "MixedLoss", "SemanticConnectivityLoss", "NormalizedFocalLoss", "BoundaryBCELoss",
     }
     assert all(cls.__name__ == name for name, cls in LOSSES.items())
     with pytest.raises(ConfigError, match="top_k_percent_pixels"):

@@ -174,7 +174,7 @@ def test_transform_matches_paddleseg(name, k):
     assert draws.done(), "ppseg drew fewer values than PaddleSeg"
     ref_label = reference(name, k, "label")
     assert out.get("label").dtype == np.int64
-    np.testing.assert_array_equal(out.get("label"), ref_label.astype(np.int64))
+    np.testing.assert_array_equal(out.get("label"), ref_label.astype(np.int64))  # ids: exact on any OpenCV
     if name == "padding_crop_category":
         # README table: PaddleSeg's image *is* the label crop here; ppseg crops the image
         assert DOC["transforms"][name]["trials"][k]["img_is_label"]
@@ -182,7 +182,10 @@ def test_transform_matches_paddleseg(name, k):
         return
     ref_img = reference(name, k, "img")
     assert out.image.dtype == np.float32
-    np.testing.assert_array_equal(out.image, ref_img)  # exact: same OpenCV / PIL paths, float32
+    if cv2.__version__ == DOC["versions"][CV]["opencv"]:
+        np.testing.assert_array_equal(out.image, ref_img)  # exact: same OpenCV / PIL paths, float32
+    else:  # another OpenCV release than the fixture's: its float kernels may round the last bit differently
+        np.testing.assert_allclose(out.image, ref_img, rtol=0, atol=1e-3)
 
 
 def test_every_blur_kind_and_branch_is_covered():
