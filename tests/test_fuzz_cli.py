@@ -658,6 +658,10 @@ CASES: list[tuple] = [
     I("crop-size-tiny", {"train_dataset.crop_size": [4, 4]}, "crop_size"),
     I("simulation-negative", {"interactive": {"simulation": {"max_iters": -1}}}, "max_iters", "-1"),
     I("settings-threshold", {"interactive": {"settings": {"threshold": 2}}}, "threshold", "2"),
+    I("settings-skip-clicks-word", {"interactive": {"settings": {"skip_clicks": "a"}}}, "skip_clicks", "'a'"),
+    I("settings-zoom-in-number", {"interactive": {"settings": {"zoom_in": 3}}}, "zoom_in", "3"),
+    I("settings-target-size-int", {"interactive": {"settings": {"target_size": 400}}}, "target_size", "400"),
+    I("settings-expansion-nan", {"interactive": {"settings": {"expansion_ratio": NAN}}}, "expansion_ratio", "nan"),
     I("semantic-model", {"model": {"type": "lraspp_mobilenetv3_large"}}, "not a click model"),
     I("wrong-dataset-type", {"train_dataset.type": "FileListDataset"}, "train_dataset.type", "ClickObjects"),
     # ------------------------------------------------------------------ check-data

@@ -200,12 +200,6 @@ def _settings(d: Any, where: str) -> InteractiveSettings:
         raise PPSegError(str(e)) from None
     except (TypeError, ValueError) as e:
         raise PPSegError(f"{where}: {e}") from None
-    if not isinstance(s.zoom_in, bool):
-        raise PPSegError(f"{where}: zoom_in must be true or false, got {s.zoom_in!r}")
-    if not _is_int(s.skip_clicks) or s.skip_clicks < -1:
-        raise PPSegError(f"{where}: skip_clicks must be an integer >= -1, got {s.skip_clicks!r}")
-    if not is_finite_number(s.recompute_thresh_iou) or not 0 <= s.recompute_thresh_iou <= 1:
-        raise PPSegError(f"{where}: recompute_thresh_iou must be a number in [0, 1], got {s.recompute_thresh_iou!r}")
     return s
 
 

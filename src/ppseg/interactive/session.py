@@ -76,7 +76,7 @@ class InteractiveSettings:
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise ConfigError(f"{where}: unknown interactive setting(s) {sorted(unknown)}")
-        if "target_size" in d:
+        if isinstance(d.get("target_size"), list):
             d["target_size"] = tuple(d["target_size"])
         return cls(**d).checked(where)
 
@@ -84,13 +84,22 @@ class InteractiveSettings:
         def bad(name: str, value: Any, want: str) -> ConfigError:
             return ConfigError(f"{where}: {name} must be {want}, got {value!r}")
 
+        def number(v: Any) -> bool:
+            return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+
         t = self.threshold
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 <= t < 1.0:
+        if not number(t) or not 0.0 <= t < 1.0:
             raise bad("threshold", t, "a number in [0, 1)")
+        if not isinstance(self.zoom_in, bool):
+            raise bad("zoom_in", self.zoom_in, "true or false")
+        if isinstance(self.skip_clicks, bool) or not isinstance(self.skip_clicks, int) or not -1 <= self.skip_clicks <= 100:
+            raise bad("skip_clicks", self.skip_clicks, "an integer in [-1, 100]")
+        if not number(self.recompute_thresh_iou) or not 0 <= self.recompute_thresh_iou <= 1:
+            raise bad("recompute_thresh_iou", self.recompute_thresh_iou, "a number in [0, 1]")
         ts = self.target_size
-        if len(ts) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or not 16 <= v <= 4096 for v in ts):
+        if not isinstance(ts, (tuple, list)) or len(ts) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or not 16 <= v <= 4096 for v in ts):
             raise bad("target_size", ts, "two integers (h, w) in [16, 4096]")
-        if not isinstance(self.expansion_ratio, (int, float)) or not 1.0 <= self.expansion_ratio <= 10.0:
+        if not number(self.expansion_ratio) or not 1.0 <= self.expansion_ratio <= 10.0:
             raise bad("expansion_ratio", self.expansion_ratio, "a number in [1, 10]")
         for name in ("min_crop_size", "max_side"):
             v = getattr(self, name)
