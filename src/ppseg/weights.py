@@ -40,21 +40,26 @@ def weights_file(model_name: str, model_kwargs: dict, state_dict: dict, **meta: 
             "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()}, "meta": meta}
 
 
-def load_file(path: str | Path) -> dict:
-    """Read a ppseg weights file or training checkpoint (safe: ``weights_only``); ``zoo:NAME`` reads
-    the shipped model of that name (:mod:`ppseg.zoo`)."""
+def weights_path(path: str | Path) -> Path:
+    """The file :func:`load_file` reads for ``path``: ``zoo:NAME`` -> the shipped model's file (:mod:`ppseg.zoo`),
+    a run folder -> its ``best_model.pt`` (else ``last_model.pt``, else ``checkpoints/latest.pt``), a file as is."""
     from .zoo import is_zoo_spec, resolve
 
     if is_zoo_spec(path):
-        path = resolve(str(path))
+        return resolve(str(path))
     path = Path(path)
     if path.is_dir():
         for name in ("best_model.pt", "last_model.pt", "checkpoints/latest.pt"):
             if (path / name).is_file():
-                path = path / name
-                break
-        else:
-            raise PPSegError(f"{path}: a directory without best_model.pt, last_model.pt or checkpoints/latest.pt")
+                return path / name
+        raise PPSegError(f"{path}: a directory without best_model.pt, last_model.pt or checkpoints/latest.pt")
+    return path
+
+
+def load_file(path: str | Path) -> dict:
+    """Read a ppseg weights file or training checkpoint (safe: ``weights_only``); ``zoo:NAME`` reads
+    the shipped model of that name, a run folder its best model (:func:`weights_path`)."""
+    path = weights_path(path)
     if not path.is_file():
         raise PPSegError(f"{path}: checkpoint file not found")
     try:

@@ -11,8 +11,8 @@ if TYPE_CHECKING:  # pragma: no cover - nothing heavy is imported by `ppseg --he
     from ..config import Config
 
 
-def add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-c", "--config", required=True, help="YAML config file")
+def add_config_args(p: argparse.ArgumentParser, required: bool = True, help: str = "YAML config file") -> None:
+    p.add_argument("-c", "--config", required=required, default=None, help=help)
     p.add_argument("--opts", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override config values, e.g. --opts iters=1000 optimizer.weight_decay=0.0")
 

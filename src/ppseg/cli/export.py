@@ -24,17 +24,15 @@ from __future__ import annotations
 import argparse
 import json
 
-from .common import load_config_args
+from .common import add_config_args, load_config_args
 
 HELP = "export a model to ONNX with a deployment sidecar"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     # -c is optional here: a click model's weights file says everything; a semantic model needs it (checked in run)
-    p.add_argument("-c", "--config", default=None,
-                   help="YAML config file (required for semantic models; not needed for a click model's weights)")
-    p.add_argument("--opts", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="override config values, e.g. --opts iters=1000 optimizer.weight_decay=0.0")
+    add_config_args(p, required=False,
+                    help="YAML config file (required for semantic models; not needed for a click model's weights)")
     w = p.add_mutually_exclusive_group(required=True)
     w.add_argument("--model", help="weights file (best_model.pt, a checkpoint, a run directory, or ppseg convert output)")
     w.add_argument("--random-weights", action="store_true",

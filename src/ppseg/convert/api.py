@@ -386,7 +386,7 @@ def load_pretrained(model: nn.Module, path: str | Path, *,
 
     Args:
         model: a built ppseg model (e.g. from :func:`ppseg.create_model`).
-        path: the checkpoint.
+        path: the checkpoint, or ``zoo:NAME`` (a shipped model, :mod:`ppseg.zoo`).
         source: ``"auto"`` detects it: ``.pdparams`` suffix or a plain pickle -> Paddle;
             a PyTorch file with ``format: ppseg`` -> ppseg weights file; any other
             PyTorch file -> MMSeg.
@@ -406,7 +406,9 @@ def load_pretrained(model: nn.Module, path: str | Path, *,
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model must be a built model (e.g. ppseg.create_model(...)), got {type(model).__name__} "
                           f"{model!r:.60}")
-    path = Path(path)
+    from ..zoo import is_zoo_spec, resolve
+
+    path = resolve(str(path)) if is_zoo_spec(path) else Path(path)
     if source not in ("auto", "ppseg", "paddle", "mmseg"):
         raise ConfigError(f"source must be 'auto', 'ppseg', 'paddle' or 'mmseg', got {source!r}")
     if source == "auto":

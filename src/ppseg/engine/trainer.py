@@ -108,11 +108,9 @@ class Trainer:
         _, _, model = build.build_model(cfg, **self.task.model_overrides())
         if self.opts.init_weights and self.resume_from is None:
             from ..convert.api import load_pretrained
-            from ..zoo import is_zoo_spec, resolve
 
-            init = self.opts.init_weights
             try:
-                load_pretrained(model, resolve(init) if is_zoo_spec(init) else init, model_name=self.model_name)
+                load_pretrained(model, self.opts.init_weights, model_name=self.model_name)
             except PPSegError as e:
                 raise PPSegError(f"{cfg.where('train.init_weights')}: {e}") from None
         self.wrapper: nn.Module = self.task.wrap(model)  # the task's inference wrapper (a Segmentor, ...)

@@ -90,27 +90,13 @@ def _registry_name(model: nn.Module) -> str:
     return hits[0] if len(hits) == 1 else cls
 
 
-def _resolve_weights(path: Path) -> Path:
-    """The file :func:`ppseg.weights.load_file` reads for ``path`` (a file or a run folder)."""
-    from ..zoo import is_zoo_spec, resolve
-
-    if is_zoo_spec(path):
-        return resolve(str(path))
-    if path.is_dir():
-        for name in ("best_model.pt", "last_model.pt", "checkpoints/latest.pt"):
-            if (path / name).is_file():
-                return path / name
-    return path
-
-
 def _from_weights(path: Path) -> tuple[nn.Module, InteractiveSettings, str, dict[str, Any], dict[str, Any]]:
     from ..interactive.predictor import load_torch_predictor
-    from ..weights import load_file
+    from ..weights import load_file, weights_path
 
     ckpt = load_file(path)
-    predictor = load_torch_predictor(path)
-    file = _resolve_weights(path)
-    source = {"weights": str(path), "sha256": sha256_of(file)}
+    predictor = load_torch_predictor(path, ckpt=ckpt)
+    source = {"weights": str(path), "sha256": sha256_of(weights_path(path))}
     return (predictor.backend.wrapper, predictor.settings, str(ckpt.get("model")),  # type: ignore[attr-defined]
             dict(ckpt.get("model_kwargs") or {}), source)
 

@@ -101,15 +101,16 @@ def settings_of(meta: dict[str, Any] | None, where: str) -> InteractiveSettings:
 
 
 def load_torch_predictor(path: str | Path, *, device: torch.device | str = "cpu",
-                         name: str | None = None) -> ClickPredictor:
-    """A :class:`ClickPredictor` from a ppseg weights file (or run folder) of a click model.
+                         name: str | None = None, ckpt: dict | None = None) -> ClickPredictor:
+    """A :class:`ClickPredictor` from a ppseg weights file (or run folder) of a click model
+    (``ckpt``: its contents when the caller has read them already).
 
     A weights file of another kind of model (a semantic segmentor) is refused with a line
     naming the file and what it holds."""
     from ..registry import MODELS, create_model
     from ..weights import load_file, load_weights
 
-    ckpt = load_file(path)
+    ckpt = load_file(path) if ckpt is None else ckpt
     model_name = ckpt.get("model")
     meta = ckpt.get("meta") or {}
     if model_name not in MODELS:
