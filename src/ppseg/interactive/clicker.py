@@ -27,7 +27,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-__all__ = ["SimulatedClick", "Clicker", "next_click", "error_distances", "iou"]
+__all__ = ["SimulatedClick", "Clicker", "next_click", "error_distances", "padded_distance", "iou"]
 
 
 class SimulatedClick(NamedTuple):
@@ -48,7 +48,7 @@ def _as_mask(a: np.ndarray, what: str, shape: tuple[int, ...] | None = None) -> 
     return m if m.dtype == np.bool_ else m != 0
 
 
-def _padded_distance(mask: np.ndarray) -> np.ndarray:
+def padded_distance(mask: np.ndarray) -> np.ndarray:
     """L2 distance of each ``mask`` pixel to the nearest pixel outside it, the image border
     counting as outside (1 px zero padding, precise transform, cropped back): ``float32``."""
     padded = np.pad(mask, 1).view(np.uint8)
@@ -67,8 +67,8 @@ def error_distances(
         keep = ~_as_mask(ignore, "ignore", g.shape)
         fn &= keep
         fp &= keep
-    fn_dt = _padded_distance(fn)
-    fp_dt = _padded_distance(fp)
+    fn_dt = padded_distance(fn)
+    fp_dt = padded_distance(fp)
     if clicked is not None:
         done = _as_mask(clicked, "clicked", g.shape)
         fn_dt[done] = 0

@@ -28,7 +28,6 @@ import numpy as np
 from ..data.io import read_image, read_label
 from ..data.sample import Kind, Sample
 from ..errors import ConfigError, DataError
-from ..fileio import read_utf8
 
 __all__ = ["ObjectSource", "ClickObjects", "read_file_list"]
 
@@ -36,31 +35,13 @@ SPLITS = ("components", "classes", "foreground")
 
 
 def read_file_list(root: str | Path, file_list: str | Path) -> list[tuple[str, str]]:
-    """``(image, label)`` paths of a PaddleSeg list file (paths relative to ``root``)."""
+    """``(image, label)`` paths of a PaddleSeg list file (as given, or under ``root``; paths relative to ``root``)."""
+    from .datasets import find_list, read_list
+
     root = Path(root)
-    lst = Path(file_list)
-    if not lst.is_file() and (root / lst).is_file():
-        lst = root / lst
     if not root.is_dir():
         raise DataError(f"dataset_root '{root}' is not a directory")
-    if not lst.is_file():
-        raise DataError(f"file list '{file_list}' not found (also looked under '{root}')")
-    text = read_utf8(lst, "file list", DataError)
-    pairs = []
-    for n, line in enumerate(text.splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != 2:
-            raise DataError(f"{lst}:{n}: expected 'image label', got {line.strip()!r}")
-        img, lab = root / parts[0], root / parts[1]
-        for p in (img, lab):
-            if not p.is_file():
-                raise DataError(f"{lst}:{n}: '{p}' not found")
-        pairs.append((str(img), str(lab)))
-    if not pairs:
-        raise DataError(f"file list '{lst}' lists no images")
-    return pairs
+    return [(str(img), str(lab)) for img, lab, _ in read_list(root, find_list(root, file_list))]
 
 
 @dataclass(frozen=True)
@@ -141,43 +122,47 @@ class ClickObjects:
         from ..data.transforms import Compose, build_transforms
 
         self.transforms = transforms if isinstance(transforms, Compose) else build_transforms(list(transforms or []))
-        self.items: list[tuple[int, str, str]] = []  # (source index, image, label)
+        self.items: list[tuple[int, str, str]] = []  # (source index, image, label); lists checked in both modes
         for si, src in enumerate(self.sources):
             pairs = read_file_list(src.dataset_root, src.file_list)
             for _ in range(src.repeat if mode == "train" else 1):
                 self.items.extend((si, img, lab) for img, lab in pairs)
-        self._val: list[tuple[int, int]] | None = None
+        self._val: list | None = None
         # what the task and the trainer read of a dataset
         self.num_classes = 1
         self.class_names = ["object"]
 
     # ------------------------------------------------------------------ val: objects in order
-    def val_objects(self) -> list[tuple[int, int]]:
-        """``(item, object index)`` of the val objects (the first ``max_objects`` in list order)."""
+    def val_sets(self) -> list:
+        """The val objects: each source's list split into objects by
+        :func:`~ppseg.interactive.datasets.open_click_dataset`, the first ``max_objects`` in all."""
         if self._val is None:
-            out: list[tuple[int, int]] = []
-            for i, (si, _, lab) in enumerate(self.items):
-                n = len(self.sources[si].objects(read_label(lab)))
-                out.extend((i, k) for k in range(n))
-                if len(out) >= self.max_objects:
+            from .datasets import open_click_dataset
+
+            self._val, left = [], self.max_objects
+            for src in self.sources:
+                if left <= 0:
                     break
-            self._val = out[: self.max_objects]
+                try:
+                    ds = open_click_dataset(src.dataset_root, list_file=src.file_list, split_mode=src.split,
+                                            min_area=src.min_area, ignore_index=src.ignore_index,
+                                            classes=src.classes, limit=left)
+                except DataError as e:
+                    if "no label map holds an object" not in str(e):
+                        raise
+                    continue  # a source without objects contributes none
+                self._val.append(ds)
+                left -= len(ds)
         return self._val
 
     def iter_objects(self) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]]:
         """Val objects as ``(name, image RGB uint8, gt bool, ignore bool or None)``."""
-        cache: tuple[int, Any] | None = None
-        for i, k in self.val_objects():
-            si, img_path, lab_path = self.items[i]
-            if cache is None or cache[0] != i:
-                cache = (i, read_image(img_path), self.sources[si].objects(read_label(lab_path)))
-            _, image, objs = cache
-            mask, cls, ignore = objs[k]
-            yield f"{Path(img_path).stem}#{k}(class {cls})", image, mask, ignore
+        for ds in self.val_sets():
+            yield from ds
 
     # ------------------------------------------------------------------ train
     def __len__(self) -> int:
-        return len(self.items) if self.mode == "train" else len(self.val_objects())
+        return len(self.items) if self.mode == "train" else sum(len(ds) for ds in self.val_sets())
 
     def _window(self, mask: np.ndarray, rng: np.random.Generator) -> tuple[int, int, int, int]:
         h, w = mask.shape

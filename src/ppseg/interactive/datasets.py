@@ -43,7 +43,8 @@ from ppseg.fileio import read_utf8
 
 from .objects import SPLIT_MODES, SplitMode, objects_from_label_map
 
-__all__ = ["ClickSample", "ClickDataset", "open_click_dataset", "mask_to_binary", "FOLDER_LAYOUTS"]
+__all__ = ["ClickSample", "ClickDataset", "open_click_dataset", "read_list", "find_list", "mask_to_binary",
+           "FOLDER_LAYOUTS"]
 
 MaskRule = Literal["grabcut", "binary"]
 
@@ -238,7 +239,7 @@ def _open_mask_folders(root: Path, img_dir: str, mask_dir: str, rule: MaskRule, 
                         num_images=len(entries))
 
 
-def _find_list(root: Path, list_file: str | os.PathLike | None) -> Path:
+def find_list(root: Path, list_file: str | os.PathLike | None) -> Path:
     if list_file is None:
         return root / "val.txt"
     given = Path(list_file)
@@ -252,8 +253,9 @@ def _find_list(root: Path, list_file: str | os.PathLike | None) -> Path:
     raise DataError(f"list file '{list_file}' not found (also looked in '{root}')")
 
 
-def _open_list(root: Path, list_path: Path, *, split_mode: SplitMode, min_area: int, ignore_index: int | None,
-               classes, limit: int | None) -> ClickDataset:
+def read_list(root: Path, list_path: Path) -> list[tuple[Path, Path, str]]:
+    """``(image, label, image stem)`` of a PaddleSeg list's ``image label`` lines (paths relative to
+    ``root``; blank and ``#`` lines skipped); a bad line or a missing file is one line naming it."""
     text = read_utf8(list_path, "file list", DataError)
     pairs: list[tuple[Path, Path, str]] = []
     for lineno, line in enumerate(text.splitlines(), 1):
@@ -273,7 +275,12 @@ def _open_list(root: Path, list_path: Path, *, split_mode: SplitMode, min_area: 
         pairs.append((image_path, label_path, Path(parts[0]).with_suffix("").as_posix()))
     if not pairs:
         raise DataError(f"list file '{list_path}' has no 'image label' lines")
+    return pairs
 
+
+def _open_list(root: Path, list_path: Path, *, split_mode: SplitMode, min_area: int, ignore_index: int | None,
+               classes, limit: int | None) -> ClickDataset:
+    pairs = read_list(root, list_path)
     split = {"mode": split_mode, "min_area": min_area, "ignore_index": ignore_index}
     if classes is not None:
         split["classes"] = sorted(int(c) for c in classes)
@@ -341,7 +348,7 @@ def open_click_dataset(
         for img_dir, mask_dir, rule, description in FOLDER_LAYOUTS:
             if (root / img_dir).is_dir() and (root / mask_dir).is_dir():
                 return _open_mask_folders(root, img_dir, mask_dir, rule, description, limit)
-    list_path = _find_list(root, list_file)
+    list_path = find_list(root, list_file)
     if list_path.is_file():
         return _open_list(root, list_path, split_mode=split_mode, min_area=int(min_area), ignore_index=ignore_index,
                           classes=classes, limit=limit)

@@ -31,6 +31,7 @@ from ..data.sample import Sample
 from ..engine.task import Scores, StepResult, Task
 from ..errors import ConfigError, DataError
 from ..losses import compute_losses
+from .clicker import error_distances, padded_distance
 from .clicks import Click, click_maps
 from .predictor import ClickSegmentor, TorchClickBackend, model_outputs
 from .session import ClickPredictor, InteractiveSettings
@@ -39,11 +40,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..config import Config
 
 __all__ = ["InteractiveTask", "ClickSimulation", "first_clicks", "error_click"]
-
-
-def _dt(mask: np.ndarray) -> np.ndarray:
-    padded = np.pad(mask.astype(np.uint8), 1)
-    return cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
 
 
 def _pick(mask: np.ndarray, rng: np.random.Generator) -> tuple[int, int] | None:
@@ -58,7 +54,7 @@ def first_clicks(gt: np.ndarray, valid: np.ndarray, rng: np.random.Generator, ma
                  max_neg: int = 3) -> list[Click]:
     """The first clicks of a simulated session on object ``gt`` (see the module docstring)."""
     clicks: list[Click] = []
-    dt = _dt(gt)
+    dt = padded_distance(gt)
     top = float(dt.max())
     if top <= 0:
         return clicks
@@ -94,9 +90,7 @@ def _geometric(n: int) -> np.ndarray:
 
 def error_click(gt: np.ndarray, valid: np.ndarray, pred: np.ndarray, rng: np.random.Generator) -> Click | None:
     """A click in the larger error region of ``pred``, at a random pixel of its inner half."""
-    fn = gt & ~pred & valid
-    fp = ~gt & pred & valid
-    dfn, dfp = _dt(fn), _dt(fp)
+    dfn, dfp = error_distances(gt, pred, ignore=~valid)
     mfn, mfp = float(dfn.max()), float(dfp.max())
     if max(mfn, mfp) <= 0:
         return None
