@@ -46,6 +46,7 @@ from ..config import is_finite_number
 from ..errors import ConfigError, PPSegError
 from ..interactive.session import ClickPredictor, InteractiveSettings
 from .sidecar import FORMAT as SEMANTIC_FORMAT
+from .predictor import check_runtime_args, open_session
 from .sidecar import check_sidecar_hash, read_sidecar_json
 
 __all__ = ["CLICK_FORMAT", "CLICK_FORMAT_VERSION", "ClickSidecar", "InteractivePredictor", "OnnxClickBackend",
@@ -212,14 +213,6 @@ def read_click_sidecar(onnx_path: str | os.PathLike, check_hash: bool = True) ->
     return car
 
 
-def _ort():
-    try:
-        import onnxruntime as ort
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise PPSegError("onnxruntime is not installed: pip install 'ppseg[deploy]'") from None
-    return ort
-
-
 class OnnxClickBackend:
     """:class:`~ppseg.interactive.session.ClickBackend` running an exported click model in ONNX Runtime.
 
@@ -233,30 +226,13 @@ class OnnxClickBackend:
     def __init__(self, onnx_path: str | os.PathLike, threads: int | None = None, *,
                  providers: Sequence[str] | None = None, check_hash: bool = True) -> None:
         self.path = Path(onnx_path)
-        if not self.path.is_file():
-            raise PPSegError(f"{self.path}: ONNX model not found")
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise ConfigError(f"threads must be an integer >= 1 or None, got {threads!r}")
-        if isinstance(providers, str) or (providers is not None and not all(isinstance(p, str) for p in providers)):
-            raise ConfigError(f"providers must be a list of ONNX Runtime provider names, got {providers!r}")
+        check_runtime_args(self.path, threads, providers)
         self.sidecar = read_click_sidecar(self.path, check_hash=check_hash)
         #: what channel 0 of the click features is ("mask" or "edge")
         self.prev_input = self.sidecar.prev_input
         #: disk radius of the click maps
         self.radius = float(self.sidecar.click_radius)
-        ort = _ort()
-        so = ort.SessionOptions()
-        if threads is not None:
-            so.intra_op_num_threads = int(threads)
-            so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(self.path), so,
-                                                providers=list(providers or ["CPUExecutionProvider"]))
-        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
-            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-            raise PPSegError(f"{self.path}: ONNX Runtime cannot load the model ({first})") from None
+        self.session = open_session(self.path, threads, providers)
         got_in = sorted(i.name for i in self.session.get_inputs())
         got_out = [o.name for o in self.session.get_outputs()]
         if got_in != sorted((IMAGE_INPUT, COORD_INPUT)) or got_out != self.sidecar.output_names:

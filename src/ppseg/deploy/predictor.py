@@ -47,6 +47,43 @@ def _ort():
     return ort
 
 
+def check_runtime_args(path: Path, threads: int | None, providers: Sequence[str] | None,
+                       optimization: str = "all") -> None:
+    """One line for a missing model file, a bad optimisation level, provider list or thread count."""
+    if not path.is_file():
+        raise PPSegError(f"{path}: ONNX model not found")
+    if optimization not in OPT_LEVELS:
+        raise ConfigError(f"optimization must be one of {', '.join(OPT_LEVELS)}, got {optimization!r}")
+    if isinstance(providers, str) or (providers is not None and not all(isinstance(p, str) for p in providers)):
+        raise ConfigError(f"providers must be a list of ONNX Runtime provider names, e.g. "
+                          f"['CPUExecutionProvider'], got {providers!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"threads must be an integer >= 1 or None, got {threads!r}")
+
+
+def open_session(path: Path, threads: int | None, providers: Sequence[str] | None, optimization: str = "all"):
+    """An ONNX Runtime session for ``path``: ``threads`` intra-op threads (``None``: ORT's default), one
+    inter-op thread, sequential execution, errors-only logging; a file ORT cannot load is one line."""
+    ort = _ort()
+    so = ort.SessionOptions()
+    so.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[optimization]
+    if threads is not None:
+        so.intra_op_num_threads = int(threads)
+        so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3  # errors only: graph clean-up notices are not the user's business
+    try:
+        return ort.InferenceSession(str(path), so, providers=list(providers or ["CPUExecutionProvider"]))
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        raise PPSegError(f"{path}: ONNX Runtime cannot load the model ({first})") from None
+
+
 def _softmax(logits: np.ndarray, axis: int) -> np.ndarray:
     z = logits - logits.max(axis=axis, keepdims=True)
     np.exp(z, out=z)
@@ -93,33 +130,9 @@ class Predictor:
         check_hash: bool = True,
     ) -> None:
         self.path = Path(model_path)
-        if not self.path.is_file():
-            raise PPSegError(f"{self.path}: ONNX model not found")
-        if optimization not in OPT_LEVELS:
-            raise ConfigError(f"optimization must be one of {', '.join(OPT_LEVELS)}, got {optimization!r}")
-        if isinstance(providers, str) or (providers is not None and not all(isinstance(p, str) for p in providers)):
-            raise ConfigError(f"providers must be a list of ONNX Runtime provider names, e.g. "
-                              f"['CPUExecutionProvider'], got {providers!r}")
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise ConfigError(f"threads must be an integer >= 1 or None, got {threads!r}")
+        check_runtime_args(self.path, threads, providers, optimization)
         self.sidecar: Sidecar = read_sidecar(self.path, check_hash=check_hash)
-        ort = _ort()
-        so = ort.SessionOptions()
-        so.graph_optimization_level = {
-            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        }[optimization]
-        if threads is not None:
-            so.intra_op_num_threads = int(threads)
-            so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.log_severity_level = 3  # errors only: graph clean-up notices are not the user's business
-        try:
-            self.session = ort.InferenceSession(str(self.path), so, providers=list(providers or ["CPUExecutionProvider"]))
-        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
-            raise PPSegError(f"{self.path}: ONNX Runtime cannot load the model ({str(e).splitlines()[0][:300]})") from None
+        self.session = open_session(self.path, threads, providers, optimization)
         self._check_session()
         # the transforms one by one: Compose would make uint8 images float32
         self._resize = build_transforms(self.sidecar.resize).transforms
