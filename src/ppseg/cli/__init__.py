@@ -10,10 +10,11 @@ import sys
 from .. import __version__
 from ..errors import PPSegError
 from ..fileio import describe_os_error
-from . import bench, check_data, click_eval, convert, export, humanseg, predict, train, val, zoo
+from . import annotate, bench, check_data, click_eval, convert, export, humanseg, predict, train, val, zoo
 
 COMMANDS = {"train": train, "val": val, "predict": predict, "check-data": check_data, "convert": convert,
-            "export": export, "bench": bench, "humanseg": humanseg, "click-eval": click_eval, "zoo": zoo}
+            "export": export, "bench": bench, "humanseg": humanseg, "click-eval": click_eval, "zoo": zoo,
+            "annotate": annotate}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,9 +33,12 @@ DEFAULT_MODEL = "zoo:click_mnv3_lite"
 
 
 def load_click_predictor(spec: str | Path | None = None, *, threads: int | None = None,
-                         device: str = "cpu") -> ClickPredictor:
+                         device: str = "cpu", prefer_onnx: bool = False) -> ClickPredictor:
     """A :class:`ClickPredictor` from a click model: a ppseg weights file or run folder (torch),
     an exported ``.onnx`` (ONNX Runtime, no torch), or ``zoo:NAME``; ``None`` is the shipped default.
+
+    A zoo model that ships its ONNX graph runs in ONNX Runtime when ``prefer_onnx`` or when torch
+    is not installed (``pip install "ppseg[annotate]"``), else in torch.
 
     A model that is not a click model (a semantic segmentor, a matting model) is refused with a line
     naming the file and what it is for."""
@@ -44,7 +47,10 @@ def load_click_predictor(spec: str | Path | None = None, *, threads: int | None 
     spec = DEFAULT_MODEL if spec is None else spec
     name = str(spec)
     if is_zoo_spec(name):
-        path = get_entry(name, task="interactive").weights
+        entry = get_entry(name, task="interactive")
+        path = entry.weights
+        if entry.onnx is not None and (prefer_onnx or not _has_torch()):
+            path = entry.onnx
     else:
         path = Path(spec)
         if not path.exists():
@@ -52,7 +58,9 @@ def load_click_predictor(spec: str | Path | None = None, *, threads: int | None 
     if path.suffix.lower() == ".onnx":
         from ..deploy.interactive import InteractivePredictor
 
-        return InteractivePredictor(path, threads=threads)
+        predictor = InteractivePredictor(path, threads=threads)
+        predictor.name = name
+        return predictor
     import torch
 
     if threads:
@@ -60,3 +68,9 @@ def load_click_predictor(spec: str | Path | None = None, *, threads: int | None 
     from .predictor import load_torch_predictor
 
     return load_torch_predictor(path, device=device, name=name)
+
+
+def _has_torch() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None

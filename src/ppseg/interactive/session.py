@@ -183,6 +183,17 @@ class ClickSession:
     def can_redo(self) -> bool:
         return bool(self._redo)
 
+    def snapshot(self) -> Any:
+        """The session's state (clicks, prediction, zoom window), for an app's own history: give it
+        back to :meth:`restore`. It is immutable, so keeping many is cheap."""
+        return self._state
+
+    def restore(self, snapshot: Any) -> None:
+        """Return to a :meth:`snapshot` (not undoable itself; the app's history is)."""
+        if not isinstance(snapshot, _State):
+            raise TypeError(f"not a ClickSession snapshot: {type(snapshot).__name__}")
+        self._state = snapshot
+
     def set_prior(self, mask: np.ndarray) -> None:
         """Start from an existing mask (e.g. a finished object being corrected, or the previous
         video frame's mask): it becomes the current prediction and, for models with a

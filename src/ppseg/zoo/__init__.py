@@ -1,7 +1,8 @@
 """The model zoo: trained weights shipped inside the package, each with a model card.
 
 Each entry is ``<name>.json`` (the card: task, model, data, recipe, the command that reproduces
-it, measured scores, latency) next to ``<name>.pt`` (a ppseg weights file, fp16) in this folder.
+it, measured scores, latency) next to ``<name>.pt`` (a ppseg weights file, fp16) in this folder, and
+optionally ``onnx/<name>.onnx`` + sidecar (the same model for ONNX Runtime, no torch needed).
 ``zoo:NAME`` is accepted wherever a weights file is (``ppseg click-eval --model zoo:NAME``,
 ``ppseg export``, ``ppseg.interactive.load_click_predictor``); ``ppseg zoo list`` prints the table.
 Nothing is downloaded; adding a model is adding its two files.
@@ -32,6 +33,13 @@ class ZooEntry:
     weights: Path
     summary: str = ""
     card: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def onnx(self) -> Path | None:
+        """The shipped ONNX graph (with its sidecar), when the card names one that is present."""
+        rel = self.card.get("onnx")
+        path = ZOO_DIR / str(rel) if rel else None
+        return path if path is not None and path.is_file() else None
 
     @property
     def size_mb(self) -> float:
