@@ -1,4 +1,5 @@
 """Fuzz table (issue 13): hostile inputs for every command except ``humanseg`` and for the Python API.
+(``annotate``'s server answers hostile requests in tests/test_annotate_api.py.)
 
 Every CLI case must end with exit code 1, exactly one stderr line ``ppseg <cmd>: error: ...`` that
 names the culprit (file, key or value), no traceback, and nothing left behind: no output path, no
@@ -153,6 +154,16 @@ def D(case_id: str, argv: Callable[[X], list[str]], *needles: str):
 def K(case_id: str, argv: Callable[[X], list[str]], *needles: str):
     """A ``ppseg click-eval`` case (the results file must never appear)."""
     return (f"click-eval-{case_id}", lambda x: ["click-eval", "--json", str(x.out / "k.json"), *argv(x)], needles, {})
+
+
+def A(case_id: str, argv: Callable[[X], list[str]], *needles: str):
+    """A ``ppseg annotate`` case: it must fail before serving, leaving no annotations folder behind."""
+    return (f"annotate-{case_id}", lambda x: ["annotate", "--no-browser", "--port", "0", *argv(x)], needles, {})
+
+
+def _photos(x: X) -> str:
+    """A folder with one small photo (the input of the annotate cases that fail elsewhere)."""
+    return x.folder("photos", {"a.png": png(np.full((24, 32, 3), 120, np.uint8))})
 
 
 def _grabcut_folder(x: X, masks: dict[str, np.ndarray] | None = None, images: tuple[str, ...] = ("a",)) -> str:
@@ -664,6 +675,32 @@ CASES: list[tuple] = [
     I("settings-expansion-nan", {"interactive": {"settings": {"expansion_ratio": NAN}}}, "expansion_ratio", "nan"),
     I("semantic-model", {"model": {"type": "lraspp_mobilenetv3_large"}}, "not a click model"),
     I("wrong-dataset-type", {"train_dataset.type": "FileListDataset"}, "train_dataset.type", "ClickObjects"),
+    # ------------------------------------------------------------------ annotate
+    A("input-missing", lambda x: [str(x.tmp / "nowhere")], "nowhere", "no such file"),
+    A("input-empty-folder", lambda x: [x.folder("empty")], "empty", "no images"),
+    A("input-only-text", lambda x: [x.folder("texts", {"a.txt": b"x", "b.png.txt": b"y"})], "texts", "no images"),
+    A("input-text-file", lambda x: [x.file("notes.txt", "x")], "notes.txt", "not a folder or a video"),
+    A("video-junk", lambda x: [x.file("clip.mp4", b"\x00junk" * 50)], "clip.mp4"),
+    A("video-empty", lambda x: [x.file("clip.mp4")], "clip.mp4"),
+    A("out-is-a-file", lambda x: [_photos(x), "--out", x.file("out.txt", "x")], "out.txt", "not a folder"),
+    A("labels-missing", lambda x: [_photos(x), "--labels", str(x.tmp / "l.txt")], "l.txt"),
+    A("labels-empty", lambda x: [_photos(x), "--labels", x.file("l.txt")], "l.txt", "no labels"),
+    A("labels-bad-colour", lambda x: [_photos(x), "--labels", x.file("l.txt", "1 car 300 0 0\n")], "l.txt:1", "300"),
+    A("labels-duplicate-id", lambda x: [_photos(x), "--labels", x.file("l.txt", "1 a 1 2 3\n1 b 4 5 6\n")],
+      "l.txt", "used twice"),
+    A("labels-name-with-space", lambda x: [_photos(x), "--labels", x.file("l.txt", "1 two words 0 0 0\n")],
+      "l.txt:1"),
+    A("labels-not-utf8", lambda x: [_photos(x), "--labels", x.file("l.txt", b"1 caf\xe9 1 2 3\n")], "l.txt", "UTF-8"),
+    A("labels-id-too-big", lambda x: [_photos(x), "--labels", x.file("l.txt", "300 car 1 2 3\n")], "l.txt:1", "300"),
+    A("model-missing", lambda x: [_photos(x), "--model", str(x.tmp / "m.onnx")], "m.onnx"),
+    A("model-semantic", lambda x: [_photos(x), "--model", x.weights], "best_model.pt", "not a click model"),
+    A("model-evil-pickle", lambda x: [_photos(x), "--model", x.evil_pickle("evil.pt")], "evil.pt"),
+    A("model-zoo-unknown", lambda x: [_photos(x), "--model", "zoo:nope"], "zoo:nope"),
+    A("model-text-onnx", lambda x: [_photos(x), "--model", x.file("m.onnx", "not onnx")], "m.onnx"),
+    A("export-unknown", lambda x: [_photos(x), "--export", "tiff"], "--export", "tiff"),
+    A("export-nothing-annotated", lambda x: [_photos(x), "--export", "coco"], "nothing annotated"),
+    A("port-out-of-range", lambda x: [_photos(x), "--port", "70000"], "--port", "70000"),
+    A("threads-zero", lambda x: [_photos(x), "--threads", "0"], "--threads", "0"),
     # ------------------------------------------------------------------ check-data
     D("target-missing", lambda x: [str(x.tmp / "nowhere")], "nowhere"),
     D("config-missing", lambda x: [str(x.tmp / "nope.yml")], "nope.yml", "not found"),

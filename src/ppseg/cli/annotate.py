@@ -90,26 +90,43 @@ def _model_list(specs: list[str]) -> list[dict[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..apps.annotate.project import Project
     from ..apps.annotate.records import read_labels_file
     from ..errors import PPSegError
-    from ..interactive import DEFAULT_MODEL, load_click_predictor
 
     if args.threads is not None and not 1 <= args.threads <= 256:
         raise PPSegError(f"--threads {args.threads}: expected 1..256")
     labels = read_labels_file(args.labels) if args.labels else None
     sock = None
-    if args.export is None:
-        from ..apps.annotate.exports import FORMATS  # noqa: F401 - fail early when an extra is missing
-
-        sock = _check_port(args.host, args.port)
-    project = Project(args.input, args.out, labels)
     if args.export is not None:
         from ..apps.annotate.exports import FORMATS
-        from ..apps.annotate.server import run_export
 
         if args.export not in FORMATS:
             raise PPSegError(f"--export {args.export!r}: expected one of {', '.join(FORMATS)}")
+    else:
+        from ..apps.annotate.exports import FORMATS  # noqa: F401 - fail early when an extra is missing
+
+        sock = _check_port(args.host, args.port)
+    try:
+        return _run(args, labels, sock)
+    except BaseException:
+        if sock is not None:
+            sock.close()
+        raise
+
+
+def _run(args: argparse.Namespace, labels, sock: socket.socket | None) -> int:  # type: ignore[no-untyped-def]
+    from ..apps.annotate.project import Project
+    from ..errors import PPSegError
+    from ..interactive import DEFAULT_MODEL, load_click_predictor
+
+    project = Project(args.input, args.out, labels)
+    if args.export is not None:
+        from ..apps.annotate.server import run_export
+
+        if not any(r.objects or r.status for r in project.records):
+            project.discard()
+            raise PPSegError(f"{project.out}: nothing annotated here yet; annotate first, or give --out where "
+                             "the annotations are")
         result = run_export(project, args.export)
         for w in result.warnings:
             print(f"warning: {w}")
@@ -130,7 +147,11 @@ def run(args: argparse.Namespace) -> int:
     def load(name: str):  # type: ignore[no-untyped-def]
         return load_click_predictor(name, threads=args.threads, prefer_onnx=True)
 
-    project.predictor = load(specs[0])  # a model that is not a click model: one line naming it
+    try:
+        project.predictor = load(specs[0])  # a model that is not a click model: one line naming it
+    except BaseException:
+        project.discard()  # nothing was saved yet: leave no folder behind
+        raise
     project.model = specs[0]
     project.save_project()
 

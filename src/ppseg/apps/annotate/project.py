@@ -26,11 +26,12 @@ import re
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from ...errors import PPSegError
+from ..media import make_parents, remove_created
 from ...fileio import atomic_open, remove_stale_temp_files
 from .records import AnnotatedObject, ImageRecord, Label, check_labels, encode_mask, paste_mask, read_labels_file
 
@@ -199,8 +200,6 @@ class Project:
 
     def __init__(self, input_path: str | os.PathLike, out: str | os.PathLike | None = None,
                  labels: Sequence[Label] | None = None, *, progress: bool = True) -> None:
-        from .imaging import IMAGE_SUFFIXES_ANNOTATE, ImageCache
-
         src = Path(input_path).expanduser()
         if not src.exists():
             raise PPSegError(f"{src}: no such file or folder (give a folder of images, a folder of frames or a video)")
@@ -218,9 +217,23 @@ class Project:
         if self.out.exists() and not self.out.is_dir():
             raise PPSegError(f"--out {self.out}: exists and is not a folder")
         try:
-            (self.out / OBJECTS_DIR).mkdir(parents=True, exist_ok=True)
+            #: the folders this project made (removed again if starting fails: no half-made output)
+            self.created = make_parents(self.out / OBJECTS_DIR)
         except OSError as e:
             raise PPSegError(f"--out {self.out}: cannot create the folder ({e.strerror or e})") from None
+        try:
+            self._start(labels, progress)
+        except BaseException:
+            self.discard()
+            raise
+
+    def discard(self) -> None:
+        """Remove the (still empty) folders this project made; for a start that failed."""
+        remove_created(self.created)
+
+    def _start(self, labels: Sequence[Label] | None, progress: bool) -> None:
+        from .imaging import IMAGE_SUFFIXES_ANNOTATE, ImageCache
+
         remove_stale_temp_files(self.out)
         self.lock = threading.RLock()
         self.cache = ImageCache()
@@ -256,8 +269,7 @@ class Project:
         self.states: dict[int, ImageState] = {}
         self.save_errors: dict[int, str] = {}
         self.predictor: Any = None
-        self.predictor_factory: Callable[[str], Any] | None = None
-        self.save_project()
+
 
     # ------------------------------------------------------------------ listing and loading
     def _list_images(self, suffixes: Sequence[str]) -> list[Path]:
