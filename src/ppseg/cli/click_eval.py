@@ -50,6 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "non-background pixels as one (default components)")
     p.add_argument("--min-area", type=int, default=900, metavar="PX",
                    help="skip label-map objects with fewer pixels (default 900; not for mask folders)")
+    p.add_argument("--background", type=int, default=0, metavar="ID",
+                   help="the class of a label map that is never an object (default 0; e.g. 1 for EM "
+                        "membrane labels, whose cells are class 0)")
     p.add_argument("--threads", type=int, default=1, help=f"inference threads, 1..{MAX_THREADS} (default 1)")
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"),
                    help=f"where the model runs (default cpu; {GRABCUT} always runs on the CPU)")
@@ -64,6 +67,8 @@ def _check_options(args: argparse.Namespace) -> None:
         raise ConfigError(f"--threshold must be in [0, 1), got {args.threshold}")
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {args.limit}")
+    if not 0 <= args.background <= 65535:
+        raise ConfigError(f"--background must be a class id in 0..65535, got {args.background}")
     if args.min_area < 0:
         raise ConfigError(f"--min-area must be >= 0, got {args.min_area}")
     if not 1 <= args.threads <= MAX_THREADS:
@@ -118,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
             raise PPSegError("--plot needs matplotlib, which is not installed: pip install matplotlib")
 
     dataset = open_click_dataset(args.data, list_file=args.list, split_mode=args.split_mode,
-                                 min_area=args.min_area, limit=args.limit)
+                                 min_area=args.min_area, limit=args.limit, background=args.background)
     cv2.setNumThreads(args.threads)
     predictor, model_text = load_predictor(args.model, threads=args.threads, device=args.device)
     print(f"model: {model_text}")
@@ -128,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
                            model=model_text, dataset_info=info, progress=sys.stderr.isatty())
     results.extra["model_spec"] = args.model
     results.extra["options"] = {"max_clicks": args.max_clicks, "threshold": args.threshold, "limit": args.limit,
-                                "split_mode": args.split_mode, "min_area": args.min_area, "threads": args.threads,
+                                "split_mode": args.split_mode, "min_area": args.min_area, "background": args.background,
+                                "threads": args.threads,
                                 "device": args.device}
     print(results.table())
     print(f"{results.num_objects} object(s) in {results.seconds:.1f} s")

@@ -55,6 +55,8 @@ class ObjectSource:
     ignore_index: int = 255
     classes: tuple[int, ...] | None = None
     repeat: int = 1
+    #: the class that is never an object (1 for EM membrane labels, whose cells are class 0)
+    background: int = 0
 
     @classmethod
     def from_dict(cls, d: Any, where: str) -> ObjectSource:
@@ -69,7 +71,8 @@ class ObjectSource:
                 raise ConfigError(f"{where}.{key}: expected a path, got {d.get(key)!r}")
         if d.get("split", "components") not in SPLITS:
             raise ConfigError(f"{where}.split: expected one of {', '.join(SPLITS)}, got {d.get('split')!r}")
-        for key, lo, hi in (("min_area", 1, 10**8), ("ignore_index", 0, 65535), ("repeat", 1, 100)):
+        for key, lo, hi in (("min_area", 1, 10**8), ("ignore_index", 0, 65535), ("repeat", 1, 100),
+                            ("background", 0, 65535)):
             v = d.get(key, getattr(cls, key))
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
                 raise ConfigError(f"{where}.{key}: expected an integer in [{lo}, {hi}], got {v!r}")
@@ -82,7 +85,7 @@ class ObjectSource:
         from .objects import objects_from_label_map
 
         return objects_from_label_map(label, mode=self.split, min_area=self.min_area,
-                                      ignore_index=self.ignore_index,
+                                      ignore_index=self.ignore_index, background=self.background,
                                       classes=list(self.classes) if self.classes is not None else None)
 
 
@@ -146,7 +149,7 @@ class ClickObjects:
                 try:
                     ds = open_click_dataset(src.dataset_root, list_file=src.file_list, split_mode=src.split,
                                             min_area=src.min_area, ignore_index=src.ignore_index,
-                                            classes=src.classes, limit=left)
+                                            classes=src.classes, limit=left, background=src.background)
                 except DataError as e:
                     if "no label map holds an object" not in str(e):
                         raise

@@ -279,9 +279,9 @@ def read_list(root: Path, list_path: Path) -> list[tuple[Path, Path, str]]:
 
 
 def _open_list(root: Path, list_path: Path, *, split_mode: SplitMode, min_area: int, ignore_index: int | None,
-               classes, limit: int | None) -> ClickDataset:
+               classes, limit: int | None, background: int | None = 0) -> ClickDataset:
     pairs = read_list(root, list_path)
-    split = {"mode": split_mode, "min_area": min_area, "ignore_index": ignore_index}
+    split = {"mode": split_mode, "min_area": min_area, "ignore_index": ignore_index, "background": background}
     if classes is not None:
         split["classes"] = sorted(int(c) for c in classes)
     entries: list[_Entry] = []
@@ -316,6 +316,7 @@ def open_click_dataset(
     ignore_index: int | None = 255,
     classes=None,
     limit: int | None = None,
+    background: int | None = 0,
 ) -> ClickDataset:
     """Open the evaluation dataset in folder ``path``, detecting its layout (module docstring).
 
@@ -323,8 +324,9 @@ def open_click_dataset(
         path: the dataset folder.
         list_file: a PaddleSeg list of ``image label`` lines (as given, or relative to
             ``path``); default ``path/val.txt`` when there are no mask folders.
-        split_mode, min_area, ignore_index, classes: how label maps of a list are cut into
-            objects (:func:`~ppseg.interactive.objects.objects_from_label_map`).
+        split_mode, min_area, ignore_index, classes, background: how label maps of a list are cut
+            into objects (:func:`~ppseg.interactive.objects.objects_from_label_map`); ``background``
+            is the class that is never an object (e.g. 1 for EM membranes, whose cells are class 0).
         limit: keep the first ``limit`` objects (only their files are read).
 
     Raises:
@@ -351,7 +353,7 @@ def open_click_dataset(
     list_path = find_list(root, list_file)
     if list_path.is_file():
         return _open_list(root, list_path, split_mode=split_mode, min_area=int(min_area), ignore_index=ignore_index,
-                          classes=classes, limit=limit)
+                          classes=classes, limit=limit, background=background)
     layouts = "; ".join(f"{i}/ + {m}/" for i, m, _, _ in FOLDER_LAYOUTS)
     raise DataError(f"{root}: not a click-evaluation dataset: expected mask folders ({layouts}) or a "
                     "val.txt list of 'image label' lines (or name the list file)")
