@@ -488,3 +488,29 @@ def test_labels_file_starts_the_project(tmp_path):
 
     p = Project(tmp_path / "p", labels=read_labels_file(tmp_path / "labels.txt"), progress=False)
     assert p.labels == [Label(1, "road", (128, 64, 128)), Label(2, "car", (64, 0, 128))]
+
+
+def test_16bit_images_window_level_drives_tiles_and_clicks(tmp_path):
+    (tmp_path / "scans").mkdir()
+    img = np.zeros((60, 80), np.uint16)
+    img[:, :40] = 1000
+    img[:, 40:] = 3000
+    cv2.imwrite(str(tmp_path / "scans" / "slice.png"), img)
+    c, p = client_for(tmp_path / "scans")
+    info = c.get("/api/images/0").json()
+    assert info["kind"] == "gray16" and info["window"]["min"] == 1000 and info["window"]["max"] == 3000
+    r = c.put("/api/images/0/window", json={"width": 100, "level": 1000})
+    assert r.json()["window"] == {"width": 100.0, "level": 1000.0}
+    tile = cv2.imdecode(np.frombuffer(c.get("/api/images/0/tile/0/0/0").content, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert tile.shape[:2] == (60, 80) and tile[0, 0].max() == 128 and tile[0, 79].max() == 255
+    narrow = cv2.imdecode(np.frombuffer(c.get("/api/images/0/tile/0/0/0?ww=10&wl=5000").content, np.uint8),
+                          cv2.IMREAD_UNCHANGED)
+    assert narrow.max() == 0  # everything below the window: black
+    assert c.get("/api/images/0/tile/0/0/0?ww=-1&wl=3").status_code == 400
+    assert c.get("/api/images/0/tile/0/0/0?ww=5").status_code == 400
+    assert c.get("/api/images/0/tile/9/0/0").status_code == 404
+    # the window is saved with the image and survives a restart
+    click(c, x=10, y=10)
+    c.post("/api/images/0/finish", json={"label": 1})
+    c2, _ = client_for(tmp_path / "scans")
+    assert c2.get("/api/images/0").json()["window"]["width"] == 100.0

@@ -82,10 +82,9 @@ def _check_port(host: str, port: int) -> socket.socket:
 def _model_list(specs: list[str]) -> list[dict[str, str]]:
     from ..zoo import zoo_entries
 
-    out = [{"name": s, "summary": "given with --model"} for s in specs]
-    for e in zoo_entries():
-        if e.task == "interactive" and f"zoo:{e.name}" not in specs:
-            out.append({"name": f"zoo:{e.name}", "summary": e.summary})
+    zoo = {f"zoo:{e.name}": e.summary for e in zoo_entries() if e.task == "interactive"}
+    out = [{"name": s, "summary": zoo.get(s, "given with --model")} for s in specs]
+    out += [{"name": name, "summary": summary} for name, summary in zoo.items() if name not in specs]
     return out
 
 

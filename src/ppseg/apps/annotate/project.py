@@ -410,14 +410,16 @@ class Project:
             raise AnnotateError(f"label {label!r} does not exist (labels: {known})")
         return label
 
-    def window_of(self, i: int) -> Any:
+    def window_of(self, i: int, image: Any = None) -> Any:
+        """The display window of image ``i`` (the user's, else the image's default; ``None`` for
+        photos). ``image``: the opened image, when the caller has it (no state is touched then)."""
         from .imaging import Window
 
-        st = self.open(i)
+        image = image if image is not None else self.open(i).image
         w = self.windows.get(i)
-        if w is not None and "width" in w and "level" in w:
+        if image.windowed and w is not None and "width" in w and "level" in w:
             return Window(w["width"], w["level"])
-        return st.image.default_window
+        return image.default_window
 
     # ------------------------------------------------------------------ clicking
     def _crop_for(self, st: ImageState, x: float, y: float, view: Any) -> tuple[int, int, int, int]:

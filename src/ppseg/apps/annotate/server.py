@@ -249,12 +249,8 @@ def create_app(project: Project, *, token: str | None = None, host: str = "127.0
         i = image_index(request)
         st = project.open(i)
         _, pyramid = project.cache.get(st.record.path)
-        win = project.window_of(i)
         img = st.image
-        window = None
-        if win is not None:
-            lo, hi = img.value_range if img.value_range else (0.0, 65535.0)
-            window = {"width": win.width, "level": win.level, "min": lo, "max": hi}
+        window = img.window_json(project.window_of(i, img))
         return {"index": i, "key": st.record.key, "width": img.width, "height": img.height, "kind": img.kind,
                 "tile_size": pyramid.tile_size, "levels": pyramid.levels, "window": window,
                 "state": project.state_dict(st)}
@@ -272,18 +268,10 @@ def create_app(project: Project, *, token: str | None = None, host: str = "127.0
             img, pyramid = project.cache.get(rec.path)  # not under the lock: a tile never waits for a click
         except PPSegError as e:
             raise AnnotateError(str(e)) from None
-        q = request.query_params
         win = None
-        if img.default_window is not None:
-            if "ww" in q or "wl" in q:
-                try:
-                    win = Window(float(q["ww"]), float(q["wl"]))
-                except (KeyError, ValueError):
-                    raise AnnotateError("tile: ww and wl must both be numbers") from None
-                if not win.width > 0:
-                    raise AnnotateError("tile: ww must be > 0")
-            else:
-                win = project.window_of(i)
+        if img.windowed:
+            win = Window.from_query(request.query_params.get("ww"), request.query_params.get("wl")) \
+                or project.window_of(i, img)
         try:
             data, media = pyramid.tile(level, tx, ty, win)
         except PPSegError as e:
@@ -479,13 +467,11 @@ def run_export(project: Project, fmt: str) -> Any:
     """Export ``project`` as ``fmt`` into ``OUT/exports/<fmt>`` (the page's menu and ``--export``)."""
     from .exports import export_annotations
 
+    index_of = {id(r): i for i, r in enumerate(project.records)}
+
     def read_rgb(rec: Any) -> Any:
         img, _ = project.cache.get(rec.path)
-        i = next(k for k, r in enumerate(project.records) if r is rec)
-        win = project.windows.get(i)
-        from .imaging import Window
-
-        return img.rgb(Window(win["width"], win["level"]) if win else img.default_window)
+        return img.rgb(project.window_of(index_of[id(rec)], img))
 
     records = [r for i, r in enumerate(project.records) if i not in project.errors]
     return export_annotations(fmt, records, project.labels, project.out / "exports" / fmt, read_rgb)
