@@ -68,6 +68,8 @@ def _check_port(host: str, port: int) -> socket.socket:
         raise PPSegError(f"--port {port}: expected 0..65535")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
+    if sys.platform != "win32":  # a restart right after a stop: old connections in TIME_WAIT do not block it
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
     except OSError as e:
