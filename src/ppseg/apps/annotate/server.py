@@ -247,13 +247,17 @@ def create_app(project: Project, *, token: str | None = None, host: str = "127.0
 
     def get_image(request: Request, body: Any) -> dict[str, Any]:
         i = image_index(request)
-        st = project.open(i)
-        _, pyramid = project.cache.get(st.record.path)
-        img = st.image
-        window = img.window_json(project.window_of(i, img))
-        return {"index": i, "key": st.record.key, "width": img.width, "height": img.height, "kind": img.kind,
-                "tile_size": pyramid.tile_size, "levels": pyramid.levels, "window": window,
-                "state": project.state_dict(st)}
+        try:  # decode first, outside the lock: a 10000 x 10000 image does not hold up clicks elsewhere
+            project.cache.get(project.records[i].path)
+        except PPSegError:
+            pass  # project.open below says what is wrong, with the status the page expects
+        with lock:
+            st = project.open(i)
+            img = st.image
+            _, pyramid = project.cache.get(st.record.path)
+            return {"index": i, "key": st.record.key, "width": img.width, "height": img.height, "kind": img.kind,
+                    "tile_size": pyramid.tile_size, "levels": pyramid.levels,
+                    "window": img.window_json(project.window_of(i, img)), "state": project.state_dict(st)}
 
     def tile(request: Request, body: Any) -> Response:
         from .imaging import Window
@@ -437,7 +441,7 @@ def create_app(project: Project, *, token: str | None = None, host: str = "127.0
     by_path: dict[str, dict[str, Callable]] = {}
     for path, fn, methods in api:
         for m in methods:
-            by_path.setdefault(path, {})[m] = endpoint(fn, locked=fn is not tile)
+            by_path.setdefault(path, {})[m] = endpoint(fn, locked=fn not in (tile, get_image))
 
     def dispatch(table: dict[str, Callable]) -> Callable[[Request], Awaitable[Response]]:
         async def route(request: Request) -> Response:
