@@ -514,3 +514,66 @@ def test_16bit_images_window_level_drives_tiles_and_clicks(tmp_path):
     c.post("/api/images/0/finish", json={"label": 1})
     c2, _ = client_for(tmp_path / "scans")
     assert c2.get("/api/images/0").json()["window"]["width"] == 100.0
+
+
+def _disc_clip(path: Path, n: int = 10, size: tuple[int, int] = (120, 90)) -> list[np.ndarray]:
+    """A small video of a bright disc moving right over a textured background; returns the true masks."""
+    w, h = size
+    rng = np.random.default_rng(1)
+    bg = cv2.GaussianBlur(rng.integers(0, 120, (h, w, 3), dtype=np.uint8), (5, 5), 0)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (w, h))
+    masks = []
+    for k in range(n):
+        frame = bg.copy()
+        m = np.zeros((h, w), np.uint8)
+        cv2.circle(m, (30 + 4 * k, 45), 16, 1, -1)
+        frame[m > 0] = (40, 200, 230)
+        writer.write(frame)
+        masks.append(m > 0)
+    writer.release()
+    return masks
+
+
+def test_video_project_propagates_and_stops_at_hand_made_frames(tmp_path):
+    import ppseg.apps.annotate.project as project_mod
+
+    masks = _disc_clip(tmp_path / "clip.avi")
+    project = Project(tmp_path / "clip.avi", progress=False)
+    assert project.kind == "video" and len(project.records) == 10
+    assert project.out == tmp_path / "clip_annotations" and (project.out / "frames" / "000009.jpg").is_file()
+    project.predictor, project.model = disk_predictor(), "disk"
+    c = TestClient(create_app(project), base_url="http://127.0.0.1")
+    # a hand-made object on frame 0 (a polygon of the true disc) and on frame 7
+    for frame in (0, 7):
+        click(c, i=frame, x=30 + 4 * frame, y=45)
+        st = c.post(f"/api/images/{frame}/finish", json={"label": 1}).json()["state"]
+        poly = cv2.findContours(masks[frame].astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)[0][0]
+        c.put(f"/api/images/{frame}/objects/{st['objects'][0]['id']}/polygon",
+              json={"polygons": [poly.reshape(-1, 2).tolist()]})
+    assert c.post("/api/propagate", json={"from": 0, "direction": "sideways"}).status_code == 400
+    job = c.post("/api/propagate", json={"from": 0, "direction": "forward"}).json()["job"]
+    for _ in range(300):
+        st = c.get(f"/api/jobs/{job}").json()
+        if st["state"] != "running":
+            break
+        time.sleep(0.05)
+    assert st["state"] == "done", st
+    assert sorted(st["frames"]) == list(range(1, 7))  # stops before frame 7, made by hand
+    track = saved(project, "000000.jpg")["objects"][0]["track"]
+    ious = []
+    for k in range(1, 7):
+        objs = saved(project, f"{k:06d}.jpg")["objects"]
+        assert len(objs) == 1 and objs[0]["source"] == "propagated" and objs[0]["track"] == track
+        m = decode_mask(objs[0], 90, 120)
+        ious.append((m & masks[k]).sum() / (m | masks[k]).sum())
+    assert np.mean(ious) > 0.7, ious
+    assert saved(project, "000007.jpg")["objects"][0]["source"] == "manual"
+    # propagating again from a corrected frame replaces the propagated objects, not the hand-made ones
+    job = c.post("/api/propagate", json={"from": 7, "direction": "backward"}).json()["job"]
+    for _ in range(300):
+        if c.get(f"/api/jobs/{job}").json()["state"] != "running":
+            break
+        time.sleep(0.05)
+    assert len(saved(project, "000003.jpg")["objects"]) == 1
+    assert saved(project, "000000.jpg")["objects"][0]["source"] == "manual"
+    assert project_mod.FRAMES_DIR == "frames"
