@@ -87,3 +87,23 @@ def test_zoo_weights_go_wherever_a_weights_file_goes(tmp_path: Path):
         pa, pb = a.click(y, x, pos), b.click(y, x, pos)
         assert np.abs(pa - pb).max() < 1e-3
         assert ((pa > 0.5) == (pb > 0.5)).mean() > 0.999
+
+
+@pytest.mark.parametrize("entry", [e for e in zoo_entries() if e.card.get("onnx")], ids=lambda e: e.name)
+def test_shipped_onnx_graphs_match_their_cards_and_their_weights(entry):
+    """The ONNX graph a zoo card ships (float16 storage, float32 compute) is the one the card hashes,
+    reads with its sidecar, and clicks like the torch weights (what ``ppseg annotate`` runs without torch)."""
+    import hashlib
+
+    assert entry.onnx is not None and entry.onnx.parent == ZOO_DIR / "onnx"
+    assert hashlib.sha256(entry.onnx.read_bytes()).hexdigest() == entry.card["onnx_sha256"]
+    onnx_pred = load_click_predictor(f"zoo:{entry.name}", prefer_onnx=True, threads=1)
+    torch_pred = load_click_predictor(f"zoo:{entry.name}")
+    assert type(onnx_pred).__name__ == "InteractivePredictor" and type(torch_pred).__name__ != "InteractivePredictor"
+    assert onnx_pred.settings == torch_pred.settings
+    image, gt = _disk_scene()
+    a, b = onnx_pred.session(image), torch_pred.session(image)
+    for y, x, pos in ((120, 170, True), (120, 60, False)):
+        pa, pb = a.click(y, x, pos), b.click(y, x, pos)
+        assert np.abs(pa - pb).max() < 5e-3  # the weights' float16 rounding after BatchNorm folding
+        assert ((pa > 0.5) == (pb > 0.5)).mean() > 0.998
