@@ -577,3 +577,25 @@ def test_video_project_propagates_and_stops_at_hand_made_frames(tmp_path):
     assert len(saved(project, "000003.jpg")["objects"]) == 1
     assert saved(project, "000000.jpg")["objects"][0]["source"] == "manual"
     assert project_mod.FRAMES_DIR == "frames"
+
+
+def test_unreadable_and_oversized_images_are_named_and_the_rest_works(tmp_path, monkeypatch):
+    import ppseg.apps.annotate.imaging as imaging
+
+    make_images(tmp_path / "p", 2)
+    (tmp_path / "p" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (tmp_path / "p" / "empty.png").write_bytes(b"")
+    c, p = client_for(tmp_path / "p")
+    keys = [r.key for r in p.records]
+    for name in ("broken.jpg", "empty.png"):
+        r = c.get(f"/api/images/{keys.index(name)}")
+        assert r.status_code == 422 and name in r.json()["error"]
+        r = c.post(f"/api/images/{keys.index(name)}/click", json={"x": 1, "y": 1})
+        assert r.status_code == 422 and name in r.json()["error"]
+    # a limit on pixels (a 64 x 48 image is "huge" under a 1000-pixel limit): named, before decoding
+    monkeypatch.setattr(p, "cache", imaging.ImageCache(max_pixels=1000))
+    r = c.get(f"/api/images/{keys.index('img0.png')}")
+    assert r.status_code == 422 and "img0.png" in r.json()["error"]
+    monkeypatch.setattr(p, "cache", imaging.ImageCache())
+    click(c, i=keys.index("img1.png"))
+    assert c.post(f"/api/images/{keys.index('img1.png')}/finish", json={"label": 1}).status_code == 200
