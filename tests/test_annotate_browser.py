@@ -11,6 +11,7 @@ Skipped (with the reason) when Playwright or a Chromium binary is missing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -50,15 +51,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("annotate")
-    folder, out = root / "photos", root / "out"
-    shutil.copytree(DATA, folder)
+@contextlib.contextmanager
+def _serving(source: Path, out: Path, log_path: Path):
+    """``ppseg annotate SOURCE`` in a subprocess on a free port; yields its URL."""
     port = _free_port()
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    log = open(root / "server.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "ppseg", "annotate", str(folder), "--no-browser",
+    log = open(log_path, "w+")
+    proc = subprocess.Popen([sys.executable, "-m", "ppseg", "annotate", str(source), "--no-browser",
                              "--port", str(port), "--out", str(out)], stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
@@ -73,13 +72,24 @@ def server(tmp_path_factory):
                 log.seek(0)
                 pytest.fail(f"ppseg annotate did not start:\n{log.read()[-3000:]}")
             time.sleep(0.2)
-    yield {"url": url, "out": out, "folder": folder, "proc": proc, "log": root / "server.log"}
-    proc.send_signal(signal.SIGINT)
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        yield {"url": url, "proc": proc}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("annotate")
+    folder, out = root / "photos", root / "out"
+    shutil.copytree(DATA, folder)
+    with _serving(folder, out, root / "server.log") as srv:
+        yield {**srv, "out": out, "folder": folder, "log": root / "server.log"}
 
 
 @pytest.fixture(scope="module")
@@ -149,9 +159,10 @@ def open_image(pg, key):
 
 
 def canvas_pixel(pg, x, y):
+    """The colour on screen at image pixel (x, y): the base canvas with the top one over it."""
     return pg.evaluate("""([x, y]) => {
-        const v = window.ppseg.viewer, s = v.toScreen(x, y), d = v.dpr;
-        return Array.from(v.ctx.getImageData(Math.round(s.x * d), Math.round(s.y * d), 1, 1).data);
+        const v = window.ppseg.viewer, s = v.toScreen(x, y);
+        return v.pixel(s.x, s.y);
     }""", [x, y])
 
 
@@ -439,6 +450,10 @@ def test_click_latency(page, server):
     idle(page)
     lat = page.evaluate("window.ppseg.stats.clickLatencies")
     infer = page.evaluate("window.ppseg.stats.inferMs")
+    server_ms = page.evaluate("window.ppseg.stats.serverMs")
+    breakdown = page.evaluate("window.ppseg.stats.breakdown")[:15]
+    parts = {k: round(statistics.median([b[k] for b in breakdown if b.get(k) is not None]), 1)
+             for k in breakdown[0] if isinstance(breakdown[0][k], (int, float))} if breakdown else {}
     assert len(lat) == n >= 15
     serial = lat[:15]
     q = statistics.quantiles(serial, n=10)
@@ -447,11 +462,237 @@ def test_click_latency(page, server):
               "max_ms": round(max(serial), 1), "latencies_ms": [round(v, 1) for v in serial],
               "queued_burst_ms": [round(v, 1) for v in lat[15:]],
               "server_infer_ms_p50": round(statistics.median(infer[-n:]), 1) if infer else None,
+              "server_ms_p50": round(statistics.median(server_ms[:15]), 1) if server_ms else None,
+              "breakdown_p50_ms": parts,
               "image": LATENCY_IMAGE, "threads": os.environ.get("OMP_NUM_THREADS")}
     print(f"\nclick latency (pointerdown -> mask on screen) over {len(serial)} clicks: "
-          f"p50 {p50:.0f} ms, p90 {p90:.0f} ms; server inference p50 {report['server_infer_ms_p50']} ms")
+          f"p50 {p50:.0f} ms, p90 {p90:.0f} ms; server p50 {report['server_ms_p50']} ms "
+          f"(inference {report['server_infer_ms_p50']} ms); p50 parts {parts}")
     try:
         Path("/tmp/annotate_latency.json").write_text(json.dumps(report, indent=2))
     except OSError:
         pass
     assert p50 < 2000
+
+
+# ------------------------------------------------------------------ a large image
+BIG = "big.png"  # 10000 x 10000: green, grey rectangles, a grey block at the centre
+BIG_SIDE = 10000
+BIG_BLOCK = (4600, 4600, 5600, 5400)  # x0, y0, x1, y1 of the centre block
+
+
+def _new_page(browser, url):
+    pg = browser.new_page(viewport={"width": 1400, "height": 820})
+    pg.errors = []
+    pg.on("pageerror", lambda e: pg.errors.append(str(e)))
+    pg.goto(url + "/")
+    return pg
+
+
+@pytest.fixture(scope="module")
+def big_server(tmp_path_factory):
+    import cv2
+
+    root = tmp_path_factory.mktemp("annotate_big")
+    folder = root / "images"
+    folder.mkdir()
+    img = np.empty((BIG_SIDE, BIG_SIDE, 3), np.uint8)
+    img[:] = (40, 160, 60)  # BGR
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        x, y = (int(v) for v in rng.integers(0, BIG_SIDE - 1500, 2))
+        if x < BIG_BLOCK[2] + 200 and x + 1500 > BIG_BLOCK[0] - 200 and y < BIG_BLOCK[3] + 200 and y + 1500 > BIG_BLOCK[1] - 200:
+            continue
+        w, h = (int(v) for v in rng.integers(200, 1200, 2))
+        g = int(rng.integers(90, 220))
+        img[y:y + h, x:x + w] = g
+    x0, y0, x1, y1 = BIG_BLOCK
+    img[y0:y1, x0:x1] = 120
+    img[:, ::64] = 20  # one-pixel dark lines: greyed unless the level-0 tiles are drawn
+    assert cv2.imwrite(str(folder / BIG), img, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    del img
+    shutil.copy(DATA / PERSON, folder / "small.jpg")
+    with _serving(folder, root / "out", root / "server.log") as srv:
+        yield srv
+
+
+def test_large_image_opening_zoom_crop_and_outside_click(browser, big_server):
+    pg = _new_page(browser, big_server["url"])
+    try:
+        # the big image (first in the list) decodes for seconds: the page says so, nothing is clickable
+        pg.wait_for_selector("[data-testid=opening]:not([hidden])", timeout=20000)
+        assert f"Opening {BIG}" in pg.inner_text("[data-testid=opening]")
+        assert pg.is_disabled("[data-testid=finish]") and pg.is_disabled("[data-testid=cancel]")
+        pg.screenshot(path="/tmp/annotate_opening.png")
+        # the user moves on before it arrives: the latest navigation wins, the big one never shows
+        pg.wait_for_function("window.ppseg && window.ppseg.ready !== undefined")
+        pg.click("[data-testid=image-row-1]")
+        pg.wait_for_function("window.ppseg.state.image && window.ppseg.state.image.index === 1", timeout=20000)
+        assert pg.is_hidden("[data-testid=opening]")
+        deadline = time.time() + 60  # until the server has answered the big image's request too
+        while api(big_server, "GET", "/api/images")["images"][0]["width"] == 0 and time.time() < deadline:
+            time.sleep(0.1)
+        pg.wait_for_function("window.ppseg.ready", timeout=60000)
+        time.sleep(0.3)
+        assert pg.evaluate("[window.ppseg.state.index, window.ppseg.viewer.info.key, window.ppseg.state.info.key]") \
+            == [1, "small.jpg", "small.jpg"]
+        # open it now (decoded): its size is known; fit, then wheel-zoom on the centre block to level 0
+        pg.click("[data-testid=image-row-0]")
+        pg.wait_for_function("window.ppseg.state.image && window.ppseg.state.image.index === 0", timeout=60000)
+        assert pg.evaluate("window.ppseg.state.images[0].width") == BIG_SIDE
+        cx, cy = (BIG_BLOCK[0] + BIG_BLOCK[2]) // 2, (BIG_BLOCK[1] + BIG_BLOCK[3]) // 2
+        pg.mouse.move(*client(pg, cx, cy))
+        for _ in range(60):
+            if pg.evaluate("window.ppseg.viewer.scale") >= 1:
+                break
+            pg.mouse.wheel(0, -300)
+        pg.wait_for_function("window.ppseg.viewer.scale >= 1")
+        assert pg.evaluate("window.ppseg.viewer.level()") == 0
+        pg.wait_for_function("""(() => { const v = window.ppseg.viewer;
+            return v.visibleTiles(0).every(t => { const e = v.tiles.get(v.tileKey(0, t.tx, t.ty)); return e && e.state === 'ok'; });
+        })()""", timeout=30000)
+        # a one-pixel line is sharp (dark), the block beside it grey
+        line_x = (cx // 64) * 64
+        darkest = min(canvas_pixel(pg, line_x + d / 4, cy)[0] for d in range(-2, 6))
+        block = canvas_pixel(pg, line_x + 20.5, cy)
+        assert darkest < 60 and abs(block[0] - 120) < 12, (darkest, block)
+        pg.screenshot(path="/tmp/annotate_large_level0.png")
+        # a click zoomed in: the click model works in a crop around the view, drawn as a box
+        click_image(pg, cx + 20, cy + 20)
+        cur = state(pg)["current"]
+        w = cur["window"]
+        assert w[2] - w[0] < BIG_SIDE and w[0] <= cx <= w[2] and w[1] <= cy <= w[3], w
+        assert contains(pg, cur["mask"], cx + 20, cy + 20)
+        assert not pg.is_disabled("[data-testid=finish]") and not pg.is_disabled("[data-testid=cancel]")
+        for _ in range(3):
+            pg.mouse.wheel(0, 300)
+        time.sleep(0.3)
+        pg.screenshot(path="/tmp/annotate_large_click.png")
+        # a click outside that crop: the server refuses (409), the page says what to do
+        click_image(pg, min(BIG_SIDE - 1, w[2] + 50), min(BIG_SIDE - 1, w[3] + 50))
+        msg = pg.locator("[data-testid=message]")
+        assert msg.is_visible() and "warn" in msg.get_attribute("class")
+        text = msg.inner_text()
+        assert "Space" in text and "Esc" in text and "outside" in text, text
+        assert len(state(pg)["current"]["clicks"]) == 1
+        pg.screenshot(path="/tmp/annotate_large_outside.png")
+        pg.keyboard.press("Escape")
+        idle(pg)
+        assert state(pg)["current"] is None
+        assert pg.is_disabled("[data-testid=finish]") and pg.is_disabled("[data-testid=cancel]")
+        assert not pg.errors, pg.errors
+    finally:
+        pg.close()
+
+
+# ------------------------------------------------------------------ a video project
+VIDEO_W, VIDEO_H, VIDEO_N, VIDEO_R = 160, 120, 12, 17
+
+
+def _video_disc(t):
+    """(x, y) of the disc's centre in frame t: left to right, bobbing a little."""
+    return 32.0 + 8.0 * t, 60.0 + 6.0 * np.sin(t / 3.0)
+
+
+def _video_mask(t):
+    x, y = _video_disc(t)
+    yy, xx = np.mgrid[0:VIDEO_H, 0:VIDEO_W]
+    return (xx - x) ** 2 + (yy - y) ** 2 <= VIDEO_R ** 2
+
+
+@pytest.fixture(scope="module")
+def video_server(tmp_path_factory):
+    import cv2
+
+    root = tmp_path_factory.mktemp("annotate_video")
+    rng = np.random.default_rng(3)
+
+    def texture(h, w, scale):
+        noise = rng.random((h // 4 + 2, w // 4 + 2, 3)).astype(np.float32)
+        return np.clip(cv2.resize(noise, (w, h), interpolation=cv2.INTER_CUBIC) * 255 * scale, 0, 255).astype(np.uint8)
+
+    bg = texture(VIDEO_H, VIDEO_W + 24, 0.6)
+    bg[..., 2] //= 3  # BGR: a blue-green background
+    fg = texture(2 * VIDEO_R + 2, 2 * VIDEO_R + 2, 1.0)
+    fg[..., 2] = 150 + fg[..., 2] // 3  # a red disc
+    fg[..., 0] //= 3
+    path = root / "disc.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (VIDEO_W, VIDEO_H), True)
+    assert writer.isOpened()
+    for t in range(VIDEO_N):
+        frame = bg[:, 2 * t:2 * t + VIDEO_W].copy()  # the camera pans
+        x, y = _video_disc(t)
+        yy, xx = np.nonzero(_video_mask(t))
+        frame[yy, xx] = fg[np.clip(yy - int(round(y)) + VIDEO_R, 0, 2 * VIDEO_R + 1),
+                           np.clip(xx - int(round(x)) + VIDEO_R, 0, 2 * VIDEO_R + 1)]
+        writer.write(frame)
+    writer.release()
+    with _serving(path, root / "out", root / "server.log") as srv:
+        yield {**srv, "log": root / "server.log"}
+
+
+def _decode(code, h, w):
+    out = np.zeros(h * w, bool)
+    x, y, bw, bh = code["bbox"]
+    crop = np.zeros(bw * bh, bool)
+    pos = 0
+    for k, n in enumerate(code["counts"]):
+        if k % 2:
+            crop[pos:pos + n] = True
+        pos += n
+    out = out.reshape(h, w)
+    out[y:y + bh, x:x + bw] = crop.reshape(bh, bw)
+    return out
+
+
+def _iou(a, b):
+    return float((a & b).sum()) / max(1, float((a | b).sum()))
+
+
+def test_video_click_finish_propagate(browser, video_server):
+    pg = _new_page(browser, video_server["url"])
+    try:
+        pg.wait_for_function("window.ppseg && window.ppseg.ready", timeout=30000)
+        assert pg.evaluate("window.ppseg.state.project.kind") == "video"
+        assert pg.locator("[data-testid=video-bar]").is_visible()
+        assert pg.locator("[data-testid^=image-row-]").count() == VIDEO_N
+        pg.wait_for_function("window.ppseg.state.index === 0 && window.ppseg.state.image")
+        pg.wait_for_function("[...window.ppseg.viewer.tiles.values()].some(t => t.state === 'ok')")
+        # the disc on frame 0: one click in it, one on the background
+        x, y = _video_disc(0)
+        click_image(pg, x, y)
+        click_image(pg, 140, 15, positive=False)
+        first = _decode(state(pg)["current"]["mask"], VIDEO_H, VIDEO_W)
+        assert _iou(first, _video_mask(0)) > 0.6, _iou(first, _video_mask(0))
+        pg.keyboard.press("Space")
+        idle(pg)
+        assert len(state(pg)["objects"]) == 1
+        # propagate forward, wait for the job (the page polls /api/jobs and refreshes the list)
+        pg.click("[data-testid=propagate-forward]")
+        pg.wait_for_function("document.querySelector('[data-testid=video-bar]').classList.contains('busy') || "
+                             "window.ppseg.state.images.slice(1).every(i => i.objects > 0)", timeout=10000)
+        pg.wait_for_function("!document.querySelector('[data-testid=video-bar]').classList.contains('busy')",
+                             timeout=60000)
+        msg = pg.inner_text("[data-testid=message]")
+        assert "failed" not in msg, msg
+        images = api(video_server, "GET", "/api/images")["images"]
+        assert all(im["objects"] >= 1 for im in images), [im["objects"] for im in images]
+        pg.wait_for_function("window.ppseg.state.images.every(i => i.objects > 0)", timeout=5000)
+        last = VIDEO_N - 1
+        objs = api(video_server, "GET", f"/api/images/{last}")["state"]["objects"]
+        assert objs and objs[0]["source"] == "propagated"
+        got = _decode(objs[0], VIDEO_H, VIDEO_W)
+        iou = _iou(got, _video_mask(last))
+        assert iou > 0.5, f"propagated mask on frame {last}: IoU {iou:.2f} with the true disc"
+        # scrub to the last frame: its propagated object is on the page
+        pg.evaluate(f"""(() => {{ const s = document.querySelector('[data-testid=frame-slider]');
+            s.value = '{last}'; s.dispatchEvent(new Event('input')); }})()""")
+        pg.wait_for_function(f"window.ppseg.state.image && window.ppseg.state.image.index === {last}", timeout=10000)
+        pg.wait_for_function("[...window.ppseg.viewer.tiles.values()].some(t => t.state === 'ok')")
+        assert len(state(pg)["objects"]) >= 1
+        assert pg.inner_text("[data-testid=frame-label]") == f"frame {VIDEO_N} / {VIDEO_N}"
+        time.sleep(0.2)
+        pg.screenshot(path="/tmp/annotate_video.png")
+        assert not pg.errors, pg.errors
+    finally:
+        pg.close()

@@ -67,7 +67,9 @@ def _check_port(host: str, port: int) -> socket.socket:
     if not 0 <= port <= 65535:
         raise PPSegError(f"--port {port}: expected 0..65535")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio turns Nagle's algorithm off only on sockets that say they are TCP;
+    # with it on, each answer's body waits ~40 ms for the browser's delayed ACK of its headers
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     if sys.platform != "win32":  # a restart right after a stop: old connections in TIME_WAIT do not block it
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:

@@ -19,7 +19,7 @@ export class BrushTool {
   onPointer(type, e, p, viewer) {
     if (type === "leave") {
       this.cursor = null;
-      viewer.requestRender();
+      viewer.requestTop();
       return false;
     }
     this.cursor = p;
@@ -30,7 +30,7 @@ export class BrushTool {
         return true;
       }
       this.stroke = [[round1(p.x), round1(p.y)]];
-      viewer.requestRender();
+      viewer.requestTop();
       return true;
     }
     if (type === "move") {
@@ -38,7 +38,7 @@ export class BrushTool {
         const last = this.stroke[this.stroke.length - 1];
         if (Math.hypot(p.x - last[0], p.y - last[1]) >= Math.max(0.5, this.radius / 4)) this.stroke.push([round1(p.x), round1(p.y)]);
       }
-      viewer.requestRender();
+      viewer.requestTop();
       return true;
     }
     if (type === "up") {

@@ -19,7 +19,11 @@ import { h, defaultColor } from "./dom.js";
 
 const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
 
-const stats = { clickLatencies: [], inferMs: [] };
+// Click latency, measured from the pointerdown event to the frame that shows the mask:
+// clickLatencies (ms), the server's own times (serverMs, inferMs) and, per click, where the time
+// went (breakdown: pointerdown -> request sent -> answer parsed -> mask drawn -> frame).
+const stats = { clickLatencies: [], inferMs: [], serverMs: [], breakdown: [] };
+const nextFrame = () => new Promise((resolve) => requestAnimationFrame(resolve));
 
 // ------------------------------------------------------------------ state
 const app = {
@@ -73,8 +77,10 @@ function enqueue(fn) {
   });
   return p;
 }
+const saveStatusEl = $("save-status");
 function updateBusy() {
-  document.body.classList.toggle("busy", app.busy > 0);
+  // on the one element that shows it: a class on <body> would restyle the whole page per click
+  saveStatusEl.classList.toggle("busy", app.busy > 0);
 }
 /** Resolves when every queued operation is done (tests use it). */
 function idle() {
@@ -138,15 +144,26 @@ function showSaved(state) {
   }
 }
 
+const setText = (el, text) => {
+  if (el.textContent !== text) el.textContent = text;
+};
+const buttons = { undo: $("undo"), redo: $("redo"), finish: $("finish"), cancel: $("cancel") };
+
+/** The buttons that follow the current object and the history (all a click can change). */
+function refreshButtons() {
+  const st = app.image;
+  const cur = st && st.current;
+  buttons.undo.disabled = !(st && st.can_undo);
+  buttons.redo.disabled = !(st && st.can_redo);
+  buttons.finish.disabled = !(cur && !isEmpty(cur.mask));
+  buttons.cancel.disabled = !cur;
+}
+
 function refreshPanels() {
   const st = app.image;
   objectsPanel.render();
   $("object-count").textContent = st ? `(${st.objects.length})` : "";
-  $("undo").disabled = !(st && st.can_undo);
-  $("redo").disabled = !(st && st.can_redo);
-  const cur = st && st.current;
-  $("finish").disabled = !(cur && !isEmpty(cur.mask));
-  $("cancel").disabled = !(cur && cur.clicks && cur.clicks.length);
+  refreshButtons();
   const status = (st && st.status) || "";
   $("mark-done").classList.toggle("on", status === "done");
   $("mark-empty").classList.toggle("on", status === "empty");
@@ -156,14 +173,15 @@ function refreshPanels() {
   updateModeHint();
 }
 
+const statusEls = { image: $("status-image"), zoom: $("status-zoom"), clicks: $("status-clicks"), cursor: $("status-cursor") };
 function updateStatusBar() {
   const info = app.info;
-  $("status-image").textContent = info ? `${info.key}  ${info.width}×${info.height}${info.kind && info.kind !== "rgb" ? "  " + info.kind : ""}` : "";
-  $("status-zoom").textContent = info ? `${Math.round(viewer.scale * 100)}%` : "";
+  setText(statusEls.image, info ? `${info.key}  ${info.width}×${info.height}${info.kind && info.kind !== "rgb" ? "  " + info.kind : ""}` : "");
+  setText(statusEls.zoom, info ? `${Math.round(viewer.scale * 100)}%` : "");
   const cur = app.image && app.image.current;
   const n = (cur && cur.clicks ? cur.clicks.length : 0) + app.pendingClicks.length;
-  $("status-clicks").textContent = n ? `${n} click${n > 1 ? "s" : ""}, ${cur && cur.mask ? area(cur.mask) : 0} px` : "";
-  $("status-cursor").textContent = viewer.mouse && info ? `x ${Math.floor(viewer.mouse.x)}  y ${Math.floor(viewer.mouse.y)}` : "";
+  setText(statusEls.clicks, n ? `${n} click${n > 1 ? "s" : ""}, ${cur && cur.mask ? area(cur.mask) : 0} px` : "");
+  setText(statusEls.cursor, viewer.mouse && info ? `x ${Math.floor(viewer.mouse.x)}  y ${Math.floor(viewer.mouse.y)}` : "");
 }
 
 function updateModeHint() {
@@ -225,12 +243,21 @@ async function goTo(i, { remember = true } = {}) {
   $("image-name").textContent = `${i + 1} / ${app.images.length}  ${img.key}`;
   $("image-name").title = img.key;
   $("status-infer").textContent = "";
+  // nothing of the last image stays clickable while this one opens (a click would go to the
+  // wrong image); its extent is drawn when /api/images knows it, and a large image that takes a
+  // while to decode says so
+  app.info = null;
+  app.image = null;
+  viewer.clear({ w: img.width, h: img.height });
+  refreshPanels();
+  showOpening(img, seq);
   if (remember) put("/api/project/current", { index: i }).catch(() => {});
   let info;
   try {
     info = await get(`/api/images/${i}`, { quiet: true });
   } catch (e) {
     if (seq !== app.loadSeq) return;
+    hideOpening();
     showMessage(e.message);
     app.lastLoadError = true;
     app.info = null;
@@ -240,22 +267,45 @@ async function goTo(i, { remember = true } = {}) {
     refreshPanels();
     return;
   }
-  if (seq !== app.loadSeq) return;
+  if (seq !== app.loadSeq) return; // the user went on: the latest navigation wins
+  hideOpening();
   if (app.lastLoadError) hideMessage(); // the last image's "cannot open" is not about this one
   app.lastLoadError = false;
   const { state, ...rest } = info;
   app.info = rest;
   app.image = null;
+  if (!img.width) imageList.update(i, { width: rest.width, height: rest.height });
   viewer.setImage(rest);
   applyState(state, { index: i });
   setupWindowPanel(rest);
 }
 
+// "Opening NAME (W × H)…" over the canvas while /api/images/{i} is answered (a large image
+// decodes for seconds); shown after a short delay, so quick images do not flicker
+const opening = $("opening");
+let openingTimer = null;
+function showOpening(img, seq) {
+  clearTimeout(openingTimer);
+  opening.hidden = true;
+  const size = img.width && img.height ? ` (${img.width.toLocaleString("en")} × ${img.height.toLocaleString("en")})` : "";
+  openingTimer = setTimeout(() => {
+    if (seq !== app.loadSeq || app.info) return;
+    opening.querySelector(".text").textContent = `Opening ${img.key}${size}…`;
+    opening.hidden = false;
+  }, 150);
+}
+function hideOpening() {
+  clearTimeout(openingTimer);
+  opening.hidden = true;
+}
+
 async function reloadImage() {
   const i = app.index;
+  const seq = app.loadSeq;
+  if (!app.info) return; // still opening: the open brings the fresh state
   try {
     const info = await get(`/api/images/${i}`);
-    applyState(info.state, { index: i });
+    if (seq === app.loadSeq) applyState(info.state, { index: i });
   } catch (_) {
     /* shown */
   }
@@ -284,44 +334,93 @@ function stateOp(makeRequest) {
 }
 
 function clickAt(p, positive, t0) {
-  if (!app.info) return;
+  if (!app.info || !app.image) return;
   if (p.x < 0 || p.y < 0 || p.x >= app.info.width || p.y >= app.info.height) return;
   const index = app.index;
   const click = { x: round2(p.x), y: round2(p.y), positive, pending: true };
+  const body = { x: click.x, y: click.y, positive, view: viewer.visibleRect() };
   app.pendingClicks.push(click);
-  viewer.requestRender();
-  updateStatusBar();
+  // the request goes out first (a microtask after this handler when nothing is queued); the
+  // faded dot is drawn on the next frame, on the top canvas only
   enqueue(async () => {
     if (index !== app.index) return;
-    const view = viewer.visibleRect();
+    const tSent = performance.now();
     let r;
     try {
-      r = await post(`/api/images/${index}/click`, { x: click.x, y: click.y, positive, view });
-    } finally {
-      const k = app.pendingClicks.indexOf(click);
-      if (k >= 0) app.pendingClicks.splice(k, 1);
-      viewer.requestRender();
+      r = await post(`/api/images/${index}/click`, body, { quiet: true });
+    } catch (e) {
+      dropPending(click);
+      if (index === app.index) clickRefused(e);
+      return;
     }
+    const tParsed = performance.now();
+    dropPending(click);
     if (index !== app.index || !app.image) return;
     app.image = { ...app.image, current: r.current, can_undo: r.can_undo, can_redo: r.can_redo };
+    viewer.renderTop(); // the mask is decoded and drawn now, nothing else is repainted
+    const tDrawn = performance.now();
+    refreshButtons();
+    updateStatusBar();
     if (typeof r.infer_ms === "number") {
       stats.inferMs.push(r.infer_ms);
-      $("status-infer").textContent = `model ${Math.round(r.infer_ms)} ms`;
+      setText(statusInfer, `model ${Math.round(r.infer_ms)} ms`);
     }
-    refreshPanels();
-    viewer.render(); // drawn now; the latency ends when the frame is on screen
-    await new Promise((resolve) =>
-      requestAnimationFrame(() => {
-        stats.clickLatencies.push(performance.now() - t0);
-        resolve();
-      })
-    );
+    if (typeof r.server_ms === "number") stats.serverMs.push(r.server_ms);
+    // the latency ends at the start of the frame that puts the drawn mask on screen
+    await nextFrame();
+    const tFrame = performance.now();
+    stats.clickLatencies.push(tFrame - t0);
+    const b = {
+      total: tFrame - t0,
+      toSend: tSent - t0,
+      fetch: tParsed - tSent,
+      server: r.server_ms,
+      infer: r.infer_ms,
+      draw: tDrawn - tParsed,
+      frame: tFrame - tDrawn,
+    };
+    // the fetch itself, from the browser's resource timing: queued in the network stack, waiting
+    // for the first byte (the server, HTTP included), the body, and parsing the JSON
+    const rt = performance.getEntriesByName(new URL(`/api/images/${index}/click`, location.href).href).pop();
+    if (rt && rt.responseEnd > 0) {
+      Object.assign(b, { netQueue: rt.requestStart - tSent, ttfb: rt.responseStart - rt.requestStart,
+                         body: rt.responseEnd - rt.responseStart, parse: tParsed - rt.responseEnd });
+    }
+    performance.clearResourceTimings(); // tiles fill the buffer; nothing else reads it
+    stats.breakdown.push(b);
   }).catch(() => {});
+  viewer.requestTop();
+  updateStatusBar();
 }
+const statusInfer = $("status-infer");
+
+function dropPending(click) {
+  const k = app.pendingClicks.indexOf(click);
+  if (k >= 0) app.pendingClicks.splice(k, 1);
+  viewer.requestTop();
+  updateStatusBar();
+}
+
+/** A click the server refused: 409 outside the crop of a large image gets a friendly word. */
+function clickRefused(e) {
+  if (e.status === 409 && /outside the window/.test(e.message)) {
+    viewer.flashWindow();
+    showMessage(
+      "That click is outside the box the click model works in on this large image. " +
+        "Press Space to finish this object (or Esc to cancel it), then click again.",
+      "warn"
+    );
+    messageEl.title = e.message; // the server's own words, on hover
+    return;
+  }
+  showMessage(e.message);
+}
+const messageEl = $("message");
 
 function finish() {
   const cur = app.image && app.image.current;
   if (!cur && !app.pendingClicks.length) return;
+  messageEl.title = "";
   if (app.currentLabel === null) return showMessage("add a label first (Labels panel, +)");
   const label = app.currentLabel;
   stateOp((base) => post(`${base}/finish`, { label }));
@@ -329,6 +428,7 @@ function finish() {
 
 function cancelClicks() {
   if (!(app.image && app.image.current) && !app.pendingClicks.length) return;
+  messageEl.title = "";
   stateOp((base) => post(`${base}/cancel`));
 }
 

@@ -137,3 +137,84 @@ export function maskSprite(code, color, withEdge = false) {
   while (cache.size > CACHE_MAX) cache.delete(cache.keys().next().value);
   return sprite;
 }
+
+/**
+ * The mask being clicked, painted straight from its RLE into one reusable ImageData and canvas
+ * (no intermediate alpha array, no per-click allocation): mask pixels in `color` at `fillAlpha`,
+ * its outline white at `edgeAlpha`, in one sprite, so a click costs one decode, one
+ * putImageData and one drawImage. The last sprite is kept: redrawing the same mask (a pointer
+ * move in another tool, a pan) decodes nothing.
+ */
+export class CurrentMaskPainter {
+  constructor() {
+    this.cap = { w: 0, h: 0 };
+    this.canvas = null;
+    this.ctx = null;
+    this.img = null;
+    this.px = null;
+    this.last = null; // {code, key, sprite}
+  }
+
+  _ensure(w, h) {
+    if (w <= this.cap.w && h <= this.cap.h) return;
+    const cw = Math.max(w, this.cap.w, 64);
+    const ch = Math.max(h, this.cap.h, 64);
+    this.canvas = makeCanvas(cw, ch);
+    this.ctx = this.canvas.getContext("2d");
+    this.img = this.ctx.createImageData(cw, ch);
+    this.px = new Uint32Array(this.img.data.buffer);
+    this.cap = { w: cw, h: ch };
+  }
+
+  /** {canvas, sw, sh, x, y, w, h}: draw canvas's (0, 0, sw, sh) at image rect (x, y, w, h). */
+  sprite(code, color, fillAlpha = 128, edgeAlpha = 230) {
+    if (isEmpty(code)) return null;
+    const key = `${color.join(",")}|${fillAlpha}|${edgeAlpha}`;
+    if (this.last && this.last.code === code && this.last.key === key) return this.last.sprite;
+    const [bx, by, W, H] = code.bbox;
+    const f = Math.max(1, Math.ceil(Math.max(W, H) / MAX_SIDE));
+    const w = Math.ceil(W / f);
+    const h = Math.ceil(H / f);
+    this._ensure(w, h);
+    const px = this.px;
+    const S = this.cap.w; // row stride of the reusable buffer
+    for (let r = 0; r < h; r++) px.fill(0, r * S, r * S + w);
+    const fill = ((fillAlpha & 255) << 24) | (color[2] << 16) | (color[1] << 8) | color[0];
+    const edge = ((edgeAlpha & 255) << 24) | 0xffffff;
+    const counts = code.counts;
+    let pos = 0;
+    for (let i = 0; i < counts.length; i++) {
+      const n = counts[i];
+      if (i & 1 && n > 0) {
+        let a = pos;
+        const end = pos + n;
+        while (a < end) {
+          const row = (a / W) | 0;
+          const rowEnd = Math.min(end, (row + 1) * W);
+          if (row % f === 0) {
+            const o = (row / f) * S;
+            const c0 = a - row * W;
+            const c1 = rowEnd - row * W;
+            if (f === 1) px.fill(fill, o + c0, o + c1);
+            else for (let c = Math.ceil(c0 / f) * f; c < c1; c += f) px[o + c / f] = fill;
+          }
+          a = rowEnd;
+        }
+      }
+      pos += n;
+    }
+    // the outline: mask pixels with a 4-neighbour outside the mask (or at the bbox's border)
+    for (let r = 0; r < h; r++) {
+      const o = r * S;
+      for (let c = 0; c < w; c++) {
+        const i = o + c;
+        if (px[i] !== fill) continue;
+        if (c === 0 || c === w - 1 || r === 0 || r === h - 1 || !px[i - 1] || !px[i + 1] || !px[i - S] || !px[i + S]) px[i] = edge;
+      }
+    }
+    this.ctx.putImageData(this.img, 0, 0, 0, 0, w, h);
+    const sprite = { canvas: this.canvas, sw: w, sh: h, x: bx, y: by, w: W, h: H };
+    this.last = { code, key, sprite };
+    return sprite;
+  }
+}

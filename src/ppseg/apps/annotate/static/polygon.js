@@ -120,14 +120,14 @@ export class PolygonEditor {
       const v = this.hitVertex(viewer, p);
       if (e.button === 2) {
         if (v) this.deleteVertex(v);
-        viewer.requestRender();
+        viewer.requestTop();
         return true;
       }
       if (e.button !== 0) return false;
       if (e.altKey) {
         const edge = this.hitEdge(viewer, p);
         if (edge) this.insertVertex(edge);
-        viewer.requestRender();
+        viewer.requestTop();
         return true;
       }
       if (v) {
@@ -145,7 +145,7 @@ export class PolygonEditor {
       } else {
         this.hover = this.hitVertex(viewer, p) || this.hitEdge(viewer, p);
       }
-      viewer.requestRender();
+      viewer.requestTop();
       return true;
     }
     if (type === "up") {
@@ -157,7 +157,7 @@ export class PolygonEditor {
       const edge = this.hitEdge(viewer, p);
       if (edge) {
         this.insertVertex(edge);
-        viewer.requestRender();
+        viewer.requestTop();
       }
       return true;
     }

@@ -2,9 +2,13 @@
 // masks tinted by label colour, the current mask and its clicks, and whatever the active tool
 // draws on top (polygon handles, brush circle). Zoom with the wheel around the cursor, pan with
 // middle-drag, Ctrl+left-drag or the pan tool.
+//
+// Two stacked canvases: the base (tiles, finished objects, the selection) and, above it, the top
+// (the mask being clicked, its crop box, the clicks, the active tool's drawing). A click's answer
+// repaints only the top, so its cost does not grow with the image's tiles or objects.
 
 import { getBitmap } from "./api.js";
-import { maskSprite } from "./masks.js";
+import { maskSprite, CurrentMaskPainter } from "./masks.js";
 
 const MAX_CONCURRENT_TILES = 6;
 
@@ -13,6 +17,12 @@ export class Viewer {
     this.container = container;
     this.canvas = container.querySelector("canvas");
     this.ctx = this.canvas.getContext("2d");
+    this.top = document.createElement("canvas"); // current mask, clicks, tool overlays
+    this.top.className = "top";
+    this.top.dataset.testid = "canvas-top";
+    this.canvas.after(this.top);
+    this.topCtx = this.top.getContext("2d");
+    this.painter = new CurrentMaskPainter();
     this.layer = document.createElement("canvas"); // masks composited at full alpha, then blended
     this.layerCtx = this.layer.getContext("2d");
     this.getState = getState;
@@ -35,6 +45,11 @@ export class Viewer {
     this.mouse = null; // last pointer position in image coords
     this.frame = 0;
     this.pendingRender = false;
+    this.pendingTop = false;
+    this.placeholder = null; // {w, h}: the extent of an image being opened
+    this.flashUntil = 0; // the crop box is highlighted until then (a click outside it)
+    this._w = 1; // the container's size in CSS px, read once per resize (no layout on a click)
+    this._h = 1;
     this.generation = 0; // bumps on each new image; stale tile loads are dropped
     this.message = "";
 
@@ -45,10 +60,10 @@ export class Viewer {
 
   // ------------------------------------------------------------ geometry
   get width() {
-    return this.container.clientWidth;
+    return this._w;
   }
   get height() {
-    return this.container.clientHeight;
+    return this._h;
   }
   toImage(sx, sy) {
     return { x: (sx - this.tx) / this.scale, y: (sy - this.ty) / this.scale };
@@ -77,12 +92,14 @@ export class Viewer {
 
   resize() {
     this.dpr = window.devicePixelRatio || 1;
-    const w = Math.max(1, this.width);
-    const h = Math.max(1, this.height);
-    this.canvas.width = Math.round(w * this.dpr);
-    this.canvas.height = Math.round(h * this.dpr);
-    this.canvas.style.width = `${w}px`;
-    this.canvas.style.height = `${h}px`;
+    const w = (this._w = Math.max(1, this.container.clientWidth));
+    const h = (this._h = Math.max(1, this.container.clientHeight));
+    for (const c of [this.canvas, this.top]) {
+      c.width = Math.round(w * this.dpr);
+      c.height = Math.round(h * this.dpr);
+      c.style.width = `${w}px`;
+      c.style.height = `${h}px`;
+    }
     this.layer.width = this.canvas.width;
     this.layer.height = this.canvas.height;
     if (this.info && !this.userMoved) this.fit();
@@ -91,6 +108,7 @@ export class Viewer {
 
   setImage(info) {
     this.info = info;
+    this.placeholder = null;
     this.generation++;
     this.tiles.clear();
     this.queue = [];
@@ -103,19 +121,33 @@ export class Viewer {
 
   showError(text) {
     this.info = null;
+    this.placeholder = null;
     this.message = text;
     this.render();
   }
 
+  /** An image is being opened: nothing of the last one stays; its extent (when known) is shown. */
+  clear(size = null) {
+    this.info = null;
+    this.generation++;
+    this.tiles.clear();
+    this.queue = [];
+    this.message = "";
+    this.placeholder = size && size.w > 0 && size.h > 0 ? size : null;
+    this.render();
+  }
+
   fit() {
-    if (!this.info) return;
+    const W = this.info ? this.info.width : this.placeholder && this.placeholder.w;
+    const H = this.info ? this.info.height : this.placeholder && this.placeholder.h;
+    if (!W || !H) return;
     const pad = 12;
-    const s = Math.min((this.width - 2 * pad) / this.info.width, (this.height - 2 * pad) / this.info.height);
+    const s = Math.min((this.width - 2 * pad) / W, (this.height - 2 * pad) / H);
     this.scale = s > 0 ? s : 1;
-    this.tx = (this.width - this.info.width * this.scale) / 2;
-    this.ty = (this.height - this.info.height * this.scale) / 2;
+    this.tx = (this.width - W * this.scale) / 2;
+    this.ty = (this.height - H * this.scale) / 2;
     this.userMoved = false;
-    this.viewChanged();
+    if (this.info) this.viewChanged();
   }
 
   zoomAt(sx, sy, factor) {
@@ -272,13 +304,44 @@ export class Viewer {
     });
   }
 
+  /** Schedule a repaint of the top canvas only (clicks, tool drawing) on the next frame. */
+  requestTop() {
+    if (this.pendingRender || this.pendingTop) return;
+    this.pendingTop = true;
+    requestAnimationFrame(() => {
+      if (!this.pendingTop) return;
+      this.pendingTop = false;
+      this.renderTop();
+    });
+  }
+
+  /** Highlight the click model's crop box for a moment (a click fell outside it). */
+  flashWindow(ms = 1500) {
+    this.flashUntil = performance.now() + ms;
+    this.renderTop();
+    setTimeout(() => this.requestTop(), ms + 20);
+  }
+
+  /** RGBA of the composited canvases at CSS pixel (sx, sy) of the canvas (tests read it). */
+  pixel(sx, sy) {
+    const c = document.createElement("canvas");
+    c.width = c.height = 1;
+    const g = c.getContext("2d");
+    const x = Math.round(sx * this.dpr);
+    const y = Math.round(sy * this.dpr);
+    g.drawImage(this.canvas, x, y, 1, 1, 0, 0, 1, 1);
+    g.drawImage(this.top, x, y, 1, 1, 0, 0, 1, 1);
+    return Array.from(g.getImageData(0, 0, 1, 1).data);
+  }
+
   drawSprite(ctx, sprite, canvas) {
     const p = this.toScreen(sprite.x, sprite.y);
     ctx.drawImage(canvas, p.x, p.y, sprite.w * this.scale, sprite.h * this.scale);
   }
 
-  /** Draw everything now (synchronously). */
+  /** Draw everything now (synchronously): the base canvas, then the top one. */
   render() {
+    this.pendingTop = false;
     const ctx = this.ctx;
     const dpr = this.dpr;
     ctx.setTransform(1, 0, 0, 1, 0, 0);
@@ -286,6 +349,12 @@ export class Viewer {
     ctx.fillRect(0, 0, this.canvas.width, this.canvas.height);
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     if (!this.info) {
+      this.clearTop();
+      if (this.placeholder) {
+        this.fit();
+        ctx.fillStyle = "#24272c";
+        ctx.fillRect(this.tx, this.ty, this.placeholder.w * this.scale, this.placeholder.h * this.scale);
+      }
       if (this.message) {
         ctx.fillStyle = "#f28b82";
         ctx.font = "14px system-ui, sans-serif";
@@ -318,34 +387,51 @@ export class Viewer {
         this.drawSprite(lc, sprite, sprite.canvas);
         if (sel) selectedSprite = sprite;
       }
-      const cur = st.image.current;
-      let curSprite = null;
-      if (cur && cur.mask) {
-        curSprite = maskSprite(cur.mask, st.colorOf(st.currentLabel), true);
-        if (curSprite) this.drawSprite(lc, curSprite, curSprite.canvas);
+      if (st.image.objects.length) {
+        ctx.save();
+        ctx.globalAlpha = this.opacity;
+        ctx.setTransform(1, 0, 0, 1, 0, 0);
+        ctx.drawImage(this.layer, 0, 0);
+        ctx.restore();
       }
-      ctx.save();
-      ctx.globalAlpha = this.opacity;
-      ctx.setTransform(1, 0, 0, 1, 0, 0);
-      ctx.drawImage(this.layer, 0, 0);
-      ctx.restore();
       ctx.imageSmoothingEnabled = false;
       if (selectedSprite) this.drawSprite(ctx, selectedSprite, selectedSprite.edge);
-      if (curSprite) {
-        ctx.save();
-        ctx.globalAlpha = 0.9;
-        this.drawSprite(ctx, curSprite, curSprite.edge);
-        ctx.restore();
+    }
+    this.frame++;
+    this.renderTop(st);
+  }
+
+  clearTop() {
+    const t = this.topCtx;
+    t.setTransform(1, 0, 0, 1, 0, 0);
+    t.clearRect(0, 0, this.top.width, this.top.height);
+    t.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
+  }
+
+  /** Repaint the top canvas now: the current mask (decoded once), its crop box, the clicks, the tool. */
+  renderTop(st = this.getState()) {
+    this.pendingTop = false;
+    this.clearTop();
+    if (!this.info) return;
+    const ctx = this.topCtx;
+    const cur = st.image && st.image.current;
+    if (this.showMasks && cur && cur.mask) {
+      const sprite = this.painter.sprite(cur.mask, st.colorOf(st.currentLabel), Math.round(this.opacity * 255), 230);
+      if (sprite) {
+        const p = this.toScreen(sprite.x, sprite.y);
+        ctx.imageSmoothingEnabled = false;
+        ctx.drawImage(sprite.canvas, 0, 0, sprite.sw, sprite.sh, p.x, p.y, sprite.w * this.scale, sprite.h * this.scale);
       }
     }
     // the click model's crop, then the clicks
-    const cur = st.image && st.image.current;
     if (cur && cur.window && (cur.window[2] - cur.window[0] < this.info.width || cur.window[3] - cur.window[1] < this.info.height)) {
       const a = this.toScreen(cur.window[0], cur.window[1]);
       const b = this.toScreen(cur.window[2], cur.window[3]);
+      const flash = performance.now() < this.flashUntil;
       ctx.save();
-      ctx.setLineDash([6, 4]);
-      ctx.strokeStyle = "rgba(255,255,255,0.6)";
+      ctx.setLineDash(flash ? [] : [6, 4]);
+      ctx.lineWidth = flash ? 3 : 1;
+      ctx.strokeStyle = flash ? "#ff9f0a" : "rgba(255,255,255,0.7)";
       ctx.strokeRect(a.x, a.y, b.x - a.x, b.y - a.y);
       ctx.restore();
     }
@@ -363,7 +449,6 @@ export class Viewer {
       ctx.globalAlpha = 1;
     }
     for (const draw of this.getOverlayDrawers()) draw(ctx, this);
-    this.frame++;
   }
 
   // ------------------------------------------------------------ events
