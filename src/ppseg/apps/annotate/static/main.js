@@ -763,6 +763,8 @@ window.ppseg = {
   polygon,
   brush,
   idle,
+  /** Open image i (what the list and the arrow keys do). */
+  open: (i) => goTo(i),
   shortcuts: table,
   maskContains: contains,
   maskArea: area,
