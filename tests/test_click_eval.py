@@ -281,6 +281,33 @@ def test_paddleseg_list_split_into_objects(tmp_path):
         open_click_dataset(root, min_area=1000)
 
 
+def test_another_background_class_makes_class_0_regions_objects(tmp_path):
+    """EM membranes: label 1 is the membrane (the background), the class-0 cells are the objects."""
+    root = tmp_path / "em"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    label = np.zeros((40, 60), np.uint8)
+    label[:, 29:31] = 1  # a membrane wall splits the slice into two cells
+    label[19:21, :29] = 1  # and the left one into two more
+    cv2.imwrite(str(root / "images" / "0.png"), np.full((40, 60, 3), 128, np.uint8))
+    cv2.imwrite(str(root / "labels" / "0.png"), label)
+    (root / "val.txt").write_text("images/0.png labels/0.png\n")
+    cells = open_click_dataset(root, min_area=10, background=1)
+    assert len(cells) == 3 and sorted(int(s.gt.sum()) for s in cells) == [19 * 29, 19 * 29, 40 * 29]
+    walls = open_click_dataset(root, min_area=10)  # background 0: the membrane network is the object
+    assert len(walls) == 1 and int(walls[0].gt.sum()) == int((label == 1).sum())
+    assert main(["click-eval", "--data", str(root), "--background", "1", "--min-area", "10", "--model",
+                 "opencv-grabcut", "--max-clicks", "1", "--json", str(tmp_path / "r.json")]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["num_objects"] == 3
+    from ppseg.interactive.data import ObjectSource  # training takes the same option (configs/.../em_cells.yml)
+
+    src = ObjectSource.from_dict({"dataset_root": str(root), "file_list": "val.txt", "min_area": 10,
+                                  "background": 1}, "sources[0]")
+    assert len(src.objects(label)) == 3
+    with pytest.raises(ConfigError, match="background"):
+        ObjectSource.from_dict({"dataset_root": str(root), "file_list": "val.txt", "background": -1}, "s")
+
+
 def test_dataset_errors_name_the_file(tmp_path):
     with pytest.raises(DataError, match="no such dataset folder"):
         open_click_dataset(tmp_path / "missing")

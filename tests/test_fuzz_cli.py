@@ -658,6 +658,8 @@ CASES: list[tuple] = [
                                         "1.5"], "threshold", "1.5"),
     K("json-is-a-folder", lambda x: ["--model", "opencv-grabcut", "--data", _grabcut_folder(x), "--json",
                                      x.folder("k.json")], "k.json"),
+    K("background-negative", lambda x: ["--model", "opencv-grabcut", "--data", _grabcut_folder(x), "--background",
+                                        "-1"], "--background", "-1"),
     ("zoo-show-unknown", lambda x: ["zoo", "show", "nope"], ("nope",), {}),
     # ------------------------------------------------------------------ train: interactive configs
     I("source-missing-root", {"train_dataset.sources": [{"dataset_root": "/nowhere", "file_list": "train.txt"}]},
