@@ -599,3 +599,26 @@ def test_unreadable_and_oversized_images_are_named_and_the_rest_works(tmp_path, 
     monkeypatch.setattr(p, "cache", imaging.ImageCache())
     click(c, i=keys.index("img1.png"))
     assert c.post(f"/api/images/{keys.index('img1.png')}/finish", json={"label": 1}).status_code == 200
+
+
+def test_dicom_slice_opens_with_its_window_and_exports(tmp_path):
+    pytest.importorskip("pydicom")
+    from test_annotate_imaging import _write_dicom
+
+    (tmp_path / "ct").mkdir()
+    raw = np.full((64, 80), 1024, np.uint16)  # 0 HU after the intercept
+    raw[20:44, 30:60] = 1424  # a 400 HU block
+    _write_dicom(tmp_path / "ct" / "slice.dcm", raw, slope=1, intercept=-1024, center=200, width=400)
+    c, p = client_for(tmp_path / "ct")
+    info = c.get("/api/images/0").json()
+    assert info["kind"] == "dicom" and info["window"]["width"] == 400 and info["window"]["level"] == 200
+    tile = cv2.imdecode(np.frombuffer(c.get("/api/images/0/tile/0/0/0").content, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert tile.max() == 255 and tile[0, 0].max() == 0  # 400 HU at the top of the window, 0 HU at its bottom
+    click(c, x=45, y=30)
+    c.post("/api/images/0/finish", json={"label": 1})
+    r = c.post("/api/export", json={"format": "paddleseg"})
+    assert r.status_code == 200, r.text
+    out = Path(r.json()["path"])
+    copied = next((out / "images").iterdir())
+    assert copied.suffix == ".png"  # a DICOM is exported as the windowed image the user annotated
+    assert cv2.imread(str(copied))[30, 45].max() == 255
