@@ -287,6 +287,125 @@ def test_polygon_edit(page, server):
     assert state(page)["objects"][0]["counts"] == new["counts"]
 
 
+def _raster(polygons, h, w):
+    """The mask the server makes of polygons (its own rasteriser: pixel centres, even-odd)."""
+    from ppseg.apps.annotate.exports import polygons_to_mask
+
+    return polygons_to_mask([np.asarray(r, np.float64) for r in polygons if len(r) >= 3], h, w)
+
+
+def test_polygon_add_and_delete_vertices(page, server):
+    W, H = 240, 320
+    obj = state(page)["objects"][0]
+    old_mask = _decode(obj, H, W)
+    select_object(page, obj["id"])
+    page.keyboard.press("e")
+    page.wait_for_function("window.ppseg.state.mode === 'polygon' && window.ppseg.polygon.active")
+    rings = page.evaluate("window.ppseg.polygon.polygons")
+    n0 = page.evaluate("window.ppseg.polygon.vertexCount()")
+    assert n0 == sum(len(r) for r in rings)
+    ri = max(range(len(rings)), key=lambda r: len(rings[r]))
+    ring = rings[ri]
+    tol = 1.5 / page.evaluate("window.ppseg.viewer.scale") + 0.1  # mouse events land on whole CSS pixels
+
+    def edges_by_length(ring):
+        return sorted(range(len(ring)), key=lambda i: -np.hypot(*np.subtract(ring[(i + 1) % len(ring)], ring[i])))
+
+    # 1. double-click the middle of a long edge: a vertex there; drag it 15 px outwards
+    before = _raster(rings, H, W)
+    for e in edges_by_length(ring):
+        a, b = np.array(ring[e], float), np.array(ring[(e + 1) % len(ring)], float)
+        mid = (a + b) / 2
+        normal = np.array([b[1] - a[1], a[0] - b[0]]) / np.hypot(*(b - a))
+        for sign in (1, -1):
+            out = mid + sign * 15 * normal
+            probe = np.round(mid + sign * 6 * normal).astype(int)
+            if 2 <= out[0] <= W - 3 and 2 <= out[1] <= H - 3 and not before[probe[1], probe[0]] \
+                    and np.hypot(*(out - BACKGROUND)) > 30:
+                break
+        else:
+            continue
+        break
+    else:
+        pytest.fail(f"no edge of {ring} to push outwards")
+    page.mouse.dblclick(*client(page, *mid))
+    ring = page.evaluate(f"window.ppseg.polygon.polygons[{ri}]")
+    assert page.evaluate("window.ppseg.polygon.vertexCount()") == n0 + 1
+    added = ring[e + 1]
+    assert np.hypot(*np.subtract(added, mid)) < tol, (added, mid)
+    drag(page, tuple(added), tuple(out))
+    added = page.evaluate(f"window.ppseg.polygon.polygons[{ri}][{e + 1}]")
+    assert np.hypot(*np.subtract(added, out)) < tol, (added, out)
+    # 2. Alt+click on another long edge: one more vertex, on that edge
+    ring = page.evaluate(f"window.ppseg.polygon.polygons[{ri}]")
+    e2 = next(i for i in edges_by_length(ring) if i not in (e, e + 1))
+    a, b = np.array(ring[e2], float), np.array(ring[(e2 + 1) % len(ring)], float)
+    at = a + (b - a) * 0.4
+    page.keyboard.down("Alt")
+    page.mouse.click(*client(page, *at))
+    page.keyboard.up("Alt")
+    ring = page.evaluate(f"window.ppseg.polygon.polygons[{ri}]")
+    assert page.evaluate("window.ppseg.polygon.vertexCount()") == n0 + 2
+    assert np.hypot(*np.subtract(ring[e2 + 1], at)) < tol, (ring[e2 + 1], at)
+    inserted = [list(map(float, added)), list(map(float, ring[e2 + 1]))]
+    # 3. the two vertices whose removal cuts most of the mask away (not the new ones nor their
+    #    neighbours): one deleted by a right-click, the other by Delete with the mouse over it
+    rings = page.evaluate("window.ppseg.polygon.polygons")
+    cur = _raster(rings, H, W)
+    gain = {}
+    for v in range(len(ring)):
+        if len(ring) <= 5 or any(np.hypot(*np.subtract(ring[k % len(ring)], p)) < 1e-6
+                                 for p in inserted for k in (v - 1, v, v + 1)):
+            continue
+        trial = [r if k != ri else r[:v] + r[v + 1:] for k, r in enumerate(rings)]
+        gain[v] = int((cur & ~_raster(trial, H, W)).sum())
+    v1, v2 = sorted(gain, key=lambda v: -gain[v])[:2]
+    p1, p2 = list(ring[v1]), list(ring[v2])
+    assert gain[v1] > 20, gain
+    page.mouse.click(*client(page, *p1), button="right")
+    assert page.evaluate("window.ppseg.polygon.vertexCount()") == n0 + 1
+    page.mouse.move(*client(page, *p2))
+    assert page.evaluate("window.ppseg.polygon.hover && window.ppseg.polygon.hover.vertex") is not None
+    page.keyboard.press("Delete")
+    assert page.evaluate("window.ppseg.polygon.vertexCount()") == n0
+    ring = page.evaluate(f"window.ppseg.polygon.polygons[{ri}]")
+    assert p1 not in ring and p2 not in ring and all(p in ring for p in inserted)
+    assert page.evaluate("window.ppseg.state.mode") == "polygon"  # Delete removed a vertex, not the object
+    page.screenshot(path="/tmp/annotate_polygon_vertices.png")
+    # apply: the page sends what it shows; the server's mask is those polygons filled
+    final = page.evaluate("window.ppseg.polygon.polygons")
+    with page.expect_request(lambda r: r.method == "PUT" and r.url.endswith(f"/objects/{obj['id']}/polygon")) as req:
+        page.keyboard.press("Enter")
+    idle(page)
+    sent = json.loads(req.value.post_data)["polygons"]
+    assert sent == [r for r in final if len(r) >= 3] and sum(len(r) for r in sent) == n0
+    new = state(page)["objects"][0]
+    assert new["id"] == obj["id"] and page.evaluate("window.ppseg.state.mode") == "click"
+    got = _decode(new, H, W)
+    expect = _raster(sent, H, W)
+    # (the server rounds the points after shifting them to the polygons' box: .5 coordinates may
+    # round the other way, so a boundary pixel may differ, nothing inside or outside)
+    import cv2
+
+    def band(m):  # the pixels within one pixel of the boundary of m
+        k3, m = np.ones((3, 3), np.uint8), m.astype(np.uint8)
+        return cv2.dilate(m, k3).astype(bool) & ~cv2.erode(m, k3).astype(bool)
+
+    assert not ((got != expect) & ~band(expect)).any() and (got != expect).sum() < 0.02 * expect.sum()
+    # ... it grew where the vertex was pulled out and lost what the two deleted vertices held
+    core = ~band(expect) & ~band(before)
+    grown, lost = expect & ~before & core, before & ~expect & core
+    assert grown.sum() > 20 and (got & grown).sum() == grown.sum() and not (old_mask & grown).any()
+    assert lost.sum() > 10 and not (got & lost).any() and (old_mask & lost).sum() == lost.sum()
+    assert contains(page, new, *FACE) and contains(page, new, *np.round(out - 5 * normal * sign))
+    # the server's own polygon now has a vertex near the pulled-out one and none at the deleted ones
+    index = page.evaluate("window.ppseg.state.index")
+    back = api(server, "GET", f"/api/images/{index}/objects/{obj['id']}/polygon")["polygons"]
+    pts = np.concatenate([np.asarray(r, float) for r in back])
+    assert np.hypot(*(pts - added).T).min() <= 2.0
+    assert all(np.hypot(*(pts - p).T).min() > 1.0 for p in (p1, p2)) or gain[v2] < 5
+
+
 def test_brush_and_eraser(page, server):
     obj = state(page)["objects"][0]
     select_object(page, obj["id"])
@@ -374,6 +493,55 @@ def test_labels_relabel_and_reorder(page, server):
         time.sleep(0.05)
     assert api(server, "GET", "/api/project")["settings"]["keep_largest"] is True
     page.uncheck("[data-testid=keep-largest]")
+
+
+def test_labels_recolour_and_delete(page, server):
+    assert state(page)["objects"] and page.evaluate("window.ppseg.state.info.key") == CAR_IMAGE
+    building = next(o for o in state(page)["objects"] if o["label"] == 2)
+    assert contains(page, building, *BUILDING)
+    page.evaluate("window.ppseg.state.select(null)")  # no outline drawn over the pixel read below
+
+    def shown():  # the pixel at BUILDING with the masks shown, and the photo's own (masks hidden)
+        page.keyboard.press("m")
+        photo = canvas_pixel(page, *BUILDING)
+        page.keyboard.press("m")
+        return canvas_pixel(page, *BUILDING), photo
+
+    old_colour = next(lab["color"] for lab in api(server, "GET", "/api/labels")["labels"] if lab["id"] == 2)
+    before, photo = shown()
+    alpha = page.evaluate("window.ppseg.viewer.opacity")
+    blend = lambda c: [round(p * (1 - alpha) + v * alpha) for p, v in zip(photo[:3], c)]  # noqa: E731
+    assert max(abs(a - b) for a, b in zip(before[:3], blend(old_colour))) <= 3, (before, photo, old_colour)
+    # recolour label 2 through its colour input: the server stores it, the building is drawn in it
+    colour = [255, 0, 255] if old_colour != [255, 0, 255] else [0, 255, 255]
+    page.locator("[data-testid=label-color-2]").fill("#%02x%02x%02x" % tuple(colour))
+    joined = ",".join(map(str, colour))
+    page.wait_for_function(f"window.ppseg.state.labels.find(l => l.id === 2).color.join() === '{joined}'")
+    assert next(lab for lab in api(server, "GET", "/api/labels")["labels"] if lab["id"] == 2)["color"] == colour
+    after, photo2 = shown()
+    assert photo2 == photo and after != before
+    assert max(abs(a - b) for a, b in zip(after[:3], blend(colour))) <= 3, (after, photo, colour)
+    # an unused label (tree, 3) is deleted
+    assert [lab["id"] for lab in api(server, "GET", "/api/labels")["labels"]] == [1, 2, 3]
+    page.click("[data-testid=label-delete-3]")
+    page.wait_for_selector("[data-testid=label-row-3]", state="detached")
+    assert [lab["id"] for lab in api(server, "GET", "/api/labels")["labels"]] == [1, 2]
+    assert page.evaluate("window.ppseg.state.labels.map(l => l.id)") == [1, 2]
+    # one that objects use (building, 2): the server says no (409), the page shows why, the label stays
+    with page.expect_response(lambda r: r.url.endswith("/api/labels") and r.request.method == "PUT") as resp:
+        page.click("[data-testid=label-delete-2]")
+    assert resp.value.status == 409
+    msg = page.locator("[data-testid=message]")
+    msg.wait_for(state="visible")
+    error = resp.value.json()["error"]
+    text = msg.locator(".text").inner_text()
+    assert text == error and "building" in error and "1 object" in error, (text, error)
+    assert "error" in msg.get_attribute("class")
+    assert page.locator("[data-testid=label-row-2]").count() == 1
+    assert page.locator("[data-testid=label-name-2]").input_value() == "building"
+    assert [lab["id"] for lab in api(server, "GET", "/api/labels")["labels"]] == [1, 2]
+    assert page.evaluate("window.ppseg.state.labels.map(l => l.id)") == [1, 2]
+    page.click("[data-testid=message-close]")
 
 
 def test_export_from_page(page, server):
@@ -473,6 +641,44 @@ def test_click_latency(page, server):
     except OSError:
         pass
     assert p50 < 2000
+
+
+def test_model_selector(page, server):
+    lite, em = "zoo:click_mnv3_lite", "zoo:click_em_cells"
+    project = api(server, "GET", "/api/project")
+    names = [m["name"] for m in project["models"]]
+    assert {lite, em} <= set(names) and project["model"] == lite
+    select = page.locator("[data-testid=model-select]")
+    assert select.is_enabled() and select.input_value() == lite
+    options = select.locator("option")
+    assert [options.nth(k).get_attribute("value") for k in range(options.count())] == names
+    open_image(page, LATENCY_IMAGE)
+    point = LATENCY_CLICKS[0][0]
+    click_image(page, *point)
+    with_lite = state(page)["current"]["mask"]
+    page.keyboard.press("Escape")
+    idle(page)
+    # the other model: the server loads it, the page says so, the next click uses it
+    select.select_option(em)
+    page.wait_for_function(f"window.ppseg.state.project.model === {json.dumps(em)}", timeout=60000)
+    assert api(server, "GET", "/api/project")["model"] == em
+    assert em in page.locator("[data-testid=message] .text").inner_text()
+    assert select.input_value() == em
+    click_image(page, *point)
+    cur = state(page)["current"]
+    assert len(cur["clicks"]) == 1 and cur["mask"]["bbox"][2] > 0 and cur["mask"]["bbox"][3] > 0
+    assert contains(page, cur["mask"], *point)
+    assert cur["mask"] != with_lite, "the same mask as the general model's: was the model switched?"
+    page.keyboard.press("Escape")
+    idle(page)
+    # and back
+    select.select_option(lite)
+    page.wait_for_function(f"window.ppseg.state.project.model === {json.dumps(lite)}", timeout=30000)
+    assert api(server, "GET", "/api/project")["model"] == lite
+    click_image(page, *point)
+    assert state(page)["current"]["mask"] == with_lite
+    page.keyboard.press("Escape")
+    idle(page)
 
 
 # ------------------------------------------------------------------ a large image
@@ -580,6 +786,124 @@ def test_large_image_opening_zoom_crop_and_outside_click(browser, big_server):
         idle(pg)
         assert state(pg)["current"] is None
         assert pg.is_disabled("[data-testid=finish]") and pg.is_disabled("[data-testid=cancel]")
+        assert not pg.errors, pg.errors
+    finally:
+        pg.close()
+
+
+# ------------------------------------------------------------------ 16-bit and DICOM images
+GRAY16 = "scan16.png"  # 160 x 200, four vertical bands of 16-bit values
+GRAY16_BANDS = (5000, 15000, 25000, 35000)
+DICOM = "ct.dcm"  # the same bands in a CT slice (HU = raw - 1024), window 400 / 40 in the file
+PHOTO = "photo.jpg"
+
+
+@pytest.fixture(scope="module")
+def window_server(tmp_path_factory):
+    """A second server (the session's folder keeps its three photos): a 16-bit PNG, a DICOM slice, a photo."""
+    import cv2
+
+    root = tmp_path_factory.mktemp("annotate_16bit")
+    folder = root / "images"
+    folder.mkdir()
+    bands = np.repeat(np.array(GRAY16_BANDS, np.uint16), 40)[None, :].repeat(200, 0)
+    assert cv2.imwrite(str(folder / GRAY16), bands)
+    from test_annotate_imaging import _write_dicom
+
+    raw = np.repeat(np.array([1024 - 300, 1024 - 50, 1024 + 60, 1024 + 400], np.int16), 40)[None, :].repeat(200, 0)
+    _write_dicom(folder / DICOM, raw, slope=1, intercept=-1024, center=40, width=400)
+    shutil.copy(DATA / PERSON, folder / PHOTO)
+    with _serving(folder, root / "out", root / "server.log") as srv:
+        yield srv
+
+
+def _windowed(v, width, level):
+    """What the server shows for value v through a window (DICOM LINEAR_EXACT, as imaging.py does)."""
+    return int(np.clip(np.rint((v - level) * 255.0 / width + 127.5), 0, 255))
+
+
+def js_number(v):
+    """A number as JavaScript writes it (String(v))."""
+    return str(int(v)) if float(v).is_integer() else repr(float(v))
+
+
+def shown_window(pg):
+    """(width, level) as the window panel's head shows them ("W 400  L 40.0")."""
+    text = pg.text_content("[data-testid=window-value]")
+    w, lv = text.split("L")
+    return float(w.strip().lstrip("W")), float(lv)
+
+
+def test_16bit_and_dicom_window(browser, window_server):
+    pg = _new_page(browser, window_server["url"])
+    srv = window_server
+    try:
+        pg.wait_for_function("window.ppseg && window.ppseg.ready", timeout=30000)
+        panel = pg.locator("[data-testid=window-panel]")
+        # the 16-bit PNG: the sliders show its window (the 1st..99th percentile by default)
+        i16 = open_image(pg, GRAY16)
+        info = api(srv, "GET", f"/api/images/{i16}")
+        assert info["kind"] == "gray16" and info["window"] is not None
+        w = info["window"]
+        assert (w["min"], w["max"]) == (GRAY16_BANDS[0], GRAY16_BANDS[-1])
+        assert panel.is_visible()
+        ww, wl = pg.locator("[data-testid=window-width]"), pg.locator("[data-testid=window-level]")
+        assert float(ww.input_value()) == w["width"] and float(wl.input_value()) == w["level"]
+        band = (60, 100)  # in the second band (15000)
+        pg.wait_for_function("window.ppseg.viewer.tiles.size > 0 && "
+                             "[...window.ppseg.viewer.tiles.values()].every(t => t.state === 'ok')")
+        px = canvas_pixel(pg, *band)
+        assert abs(px[0] - _windowed(GRAY16_BANDS[1], w["width"], w["level"])) <= 2 and px[0] == px[1] == px[2], (px, w)
+        # the level slider: new tiles for that window, a darker band; the server keeps the window
+        level = w["level"] + 8000
+        wl.fill(str(level))
+        pg.wait_for_function(f"""[...window.ppseg.viewer.tiles.entries()].some(([k, t]) =>
+            k.endsWith('|{js_number(w["width"])}|{js_number(level)}') && t.state === 'ok')""")
+        pg.wait_for_function(f"(() => {{ const v = window.ppseg.viewer, s = v.toScreen({band[0]}, {band[1]});"
+                             f" return v.pixel(s.x, s.y)[0] !== {px[0]}; }})()")
+        px2 = canvas_pixel(pg, *band)
+        assert abs(px2[0] - _windowed(GRAY16_BANDS[1], w["width"], level)) <= 2 and px2[0] < px[0], (px, px2)
+        assert shown_window(pg) == (w["width"], level)
+        deadline = time.time() + 5
+        while api(srv, "GET", f"/api/images/{i16}")["window"]["level"] != level and time.time() < deadline:
+            time.sleep(0.1)
+        assert api(srv, "GET", f"/api/images/{i16}")["window"] == {**w, "level": level}
+        pg.screenshot(path="/tmp/annotate_16bit.png")
+        # a photo: no sliders
+        open_image(pg, PHOTO)
+        assert api(srv, "GET", f"/api/images/{pg.evaluate('window.ppseg.state.index')}")["window"] is None
+        assert panel.is_hidden()
+        # the DICOM slice: the sliders again, at the file's window
+        idc = open_image(pg, DICOM)
+        info = api(srv, "GET", f"/api/images/{idc}")
+        assert info["kind"] == "dicom" and (info["window"]["width"], info["window"]["level"]) == (400, 40)
+        assert panel.is_visible() and shown_window(pg) == (400, 40)
+        assert (float(wl.get_attribute("min")), float(wl.get_attribute("max"))) == (-300, 400)
+        # (a range input snaps to its step grid: the level slider may sit at 40.2, not 40)
+        step = float(wl.get_attribute("step"))
+        assert abs(float(ww.input_value()) - 400) <= step and abs(float(wl.input_value()) - 40) <= step
+        hu = 60  # the third band: 60 HU
+        px = canvas_pixel(pg, 100, 100)
+        assert abs(px[0] - _windowed(hu, 400, 40)) <= 2, px
+        ww.fill("100")
+        width = float(ww.input_value())  # the slider's grid point nearest 100
+        assert abs(width - 100) <= step
+        key = f"|{js_number(width)}|40"  # the level untouched: 40, not the level slider's snapped 40.2
+        pg.wait_for_function(f"[...window.ppseg.viewer.tiles.entries()].some(([k, t]) => "
+                             f"k.endsWith('{key}') && t.state === 'ok')", timeout=5000)
+        pg.wait_for_function("(() => { const v = window.ppseg.viewer, s = v.toScreen(100, 100);"
+                             f" return v.pixel(s.x, s.y)[0] !== {px[0]}; }})()")
+        assert abs(canvas_pixel(pg, 100, 100)[0] - _windowed(hu, width, 40)) <= 2
+        deadline = time.time() + 5
+        while api(srv, "GET", f"/api/images/{idc}")["window"]["width"] != width and time.time() < deadline:
+            time.sleep(0.1)
+        # moving the width slider leaves the level alone (not the level slider's snapped 40.2)
+        assert api(srv, "GET", f"/api/images/{idc}")["window"]["width"] == width
+        assert api(srv, "GET", f"/api/images/{idc}")["window"]["level"] == 40
+        assert shown_window(pg) == pytest.approx((width, 40), rel=5e-3)  # 3 significant digits
+        # back to the 16-bit image: its stored window comes back on the sliders
+        open_image(pg, GRAY16)
+        assert panel.is_visible() and float(wl.input_value()) == level and float(ww.input_value()) == w["width"]
         assert not pg.errors, pg.errors
     finally:
         pg.close()

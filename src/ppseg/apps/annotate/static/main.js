@@ -653,11 +653,16 @@ on("export-button", "click", async () => {
 
 // 16-bit / DICOM window
 let windowTimer = null;
+// the window shown: a slider changes its own half only (a range input snaps its value to its step
+// grid, so reading the other slider back could move a window the user did not touch, e.g. a DICOM
+// file's level 40 on a -300..400 slider of step 0.7 reads 40.2)
+let windowNow = null;
 function setupWindowPanel(info) {
   const panel = $("window-panel");
   const w = info.window;
   const show = !!w && info.kind && info.kind !== "rgb";
   panel.hidden = !show;
+  windowNow = show ? { width: w.width, level: w.level } : null;
   if (!show) return;
   const range = Math.max(1, w.max - w.min);
   const ww = $("window-width");
@@ -668,9 +673,11 @@ function setupWindowPanel(info) {
   wl.value = String(w.level);
   $("window-value").textContent = `W ${fmt(w.width)}  L ${fmt(w.level)}`;
 }
-function windowChanged() {
-  const width = Number($("window-width").value);
-  const level = Number($("window-level").value);
+function windowChanged(e) {
+  if (!windowNow) return;
+  const which = e.target === $("window-width") ? "width" : "level";
+  windowNow = { ...windowNow, [which]: Number(e.target.value) };
+  const { width, level } = windowNow;
   $("window-value").textContent = `W ${fmt(width)}  L ${fmt(level)}`;
   viewer.setWindow(width, level);
   const index = app.index;
