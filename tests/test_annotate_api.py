@@ -290,6 +290,14 @@ def test_malformed_json_and_oversized_bodies(api):
     assert r.status_code == 413
     r = c.put("/api/images/0/objects/1/polygon", content=b" " * (9 << 20))
     assert r.status_code == 413
+    def chunks(n, size=1 << 20):  # no Content-Length: the body arrives chunked and is bounded as it is read
+        for _ in range(n):
+            yield b" " * size
+
+    r = c.post("/api/images/0/click", content=chunks(12))
+    assert r.status_code == 413 and "over 8 MiB" in r.json()["error"]
+    r = c.post("/api/labels/import", content=chunks(3))
+    assert r.status_code == 413 and "over 1 MiB" in r.json()["error"]
     r = c.post("/api/labels/import", content=b"\xff\xfe bad")
     assert r.status_code == 400 and "UTF-8" in r.json()["error"]
     assert c.get("/api/images").status_code == 200

@@ -37,7 +37,7 @@ from .records import AnnotatedObject, ImageRecord, Label, check_labels, encode_m
 
 log = logging.getLogger("ppseg")
 
-__all__ = ["Project", "ImageState", "Settings", "AnnotateError", "NotFound", "Conflict", "Unprocessable",
+__all__ = ["Project", "ImageState", "Settings", "AnnotateError", "NotFound", "Conflict", "Unprocessable", "TooLarge",
            "VIDEO_SUFFIXES", "LARGE_SIDE", "CROP_SIDE"]
 
 PROJECT_FILE = "project.json"
@@ -73,6 +73,10 @@ class Conflict(AnnotateError):
 
 class Unprocessable(AnnotateError):
     status = 422
+
+
+class TooLarge(AnnotateError):
+    status = 413
 
 
 @dataclass

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from ...errors import PPSegError
-from .project import AnnotateError, NotFound, Project
+from .project import AnnotateError, NotFound, Project, TooLarge
 
 log = logging.getLogger("ppseg")
 
@@ -45,7 +45,7 @@ _LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
 class _Guard:
-    """ASGI middleware: Host check, token check, body size bound, and a last-resort error answer."""
+    """ASGI middleware: Host check, token check, the Content-Length bound, and a last-resort error answer."""
 
     def __init__(self, app: Any, token: str | None, hosts: set[str]) -> None:
         self.app, self.token, self.hosts = app, token, hosts
@@ -70,17 +70,6 @@ class _Guard:
         if length is not None and (not length.isdigit() or int(length) > limit):
             await _send_json(send, 413, {"error": f"request body over {limit >> 20} MiB"})
             return
-        seen = 0
-
-        async def bounded_receive() -> dict:
-            nonlocal seen
-            message = await receive()
-            if message.get("type") == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise _TooLarge()
-            return message
-
         started = False
 
         async def tracking_send(message: dict) -> None:
@@ -90,10 +79,7 @@ class _Guard:
             await send(message)
 
         try:
-            await self.app(scope, bounded_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await _send_json(send, 413, {"error": f"request body over {limit >> 20} MiB"})
+            await self.app(scope, receive, tracking_send)  # a chunked body is bounded as it is read (read_body)
         except Exception:  # noqa: BLE001 - the server stays up; the log has the traceback
             log.exception("ppseg annotate: unexpected error on %s", path)
             if not started:
@@ -111,10 +97,6 @@ class _Guard:
                 if k == TOKEN_COOKIE:
                     given = v
         return given is not None and hmac.compare_digest(given.encode(), self.token.encode())  # type: ignore[union-attr]
-
-
-class _TooLarge(Exception):
-    pass
 
 
 async def _send_json(send: Callable, status: int, body: dict) -> None:
@@ -157,7 +139,7 @@ def create_app(project: Project, *, token: str | None = None, host: str = "127.0
             try:
                 body: Any = None
                 if request.method in ("POST", "PUT", "PATCH"):
-                    raw = await request.body()
+                    raw = await read_body(request)
                     if request.url.path == "/api/labels/import":
                         try:
                             body = raw.decode("utf-8-sig")
@@ -185,6 +167,18 @@ def create_app(project: Project, *, token: str | None = None, host: str = "127.0
             return JSONResponse(out)
 
         return handler
+
+    async def read_body(request: Request) -> bytes:
+        """The body, refused (413) as soon as it passes the bound, also when it comes chunked without
+        a Content-Length (the guard checks that header before anything is read)."""
+        limit = MAX_LABELS_BODY if request.url.path == "/api/labels/import" else MAX_BODY
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise TooLarge(f"request body over {limit >> 20} MiB")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def field(body: Any, name: str, default: Any = ...) -> Any:
         if not isinstance(body, dict):
