@@ -185,6 +185,7 @@ def test_paddleseg_one_image_and_contiguous_ids(project):
     assert any("only one image" in w for w in res.warnings)
     assert not any("renumbered" in w for w in res.warnings)
     assert json.loads((out / "label_ids.json").read_text())["contiguous"]
+    assert yaml.safe_load((out / "config.yml").read_text())["batch_size"] == 1  # one training image
 
 
 def test_paddleseg_export_trains(project, tmp_path):
@@ -193,7 +194,9 @@ def test_paddleseg_export_trains(project, tmp_path):
     records, _, exp = project
     out = export_annotations("paddleseg", records, LABELS, exp / "paddleseg", _read).path
     cfg = yaml.safe_load((out / "config.yml").read_text())
-    cfg.update(iters=2, batch_size=2)
+    n_train = len((out / "train.txt").read_text().splitlines())
+    assert cfg["batch_size"] == min(4, n_train)  # trained as written: no batch larger than the training set
+    cfg.update(iters=2)
     cfg["model"]["inter_channels"] = 32
     cfg["lr_scheduler"]["warmup_iters"] = 1
     cfg["train"].update(log_iters=1, eval_interval=2, save_interval=2, num_workers=0, threads=1,

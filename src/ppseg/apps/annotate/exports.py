@@ -446,7 +446,7 @@ def _write_train_config(job: _Job, stage: Path, names: list[str], n_train: int, 
     common = {"type": "FileListDataset", "dataset_root": str(root), "num_classes": len(names),
               "class_names": names, "palette": palette}
     cfg = {
-        "batch_size": 4,
+        "batch_size": max(1, min(4, n_train)),  # a small export: no batch larger than its training set
         "iters": 2000,
         "seed": 0,
         "model": {"type": "lraspp_mobilenetv3_large"},
