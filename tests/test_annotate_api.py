@@ -588,6 +588,20 @@ def test_video_project_propagates_and_stops_at_hand_made_frames(tmp_path):
     assert len(saved(project, "000003.jpg")["objects"]) == 1
     assert saved(project, "000000.jpg")["objects"][0]["source"] == "manual"
     assert project_mod.FRAMES_DIR == "frames"
+    # correcting a propagated object with clicks makes its frame hand-made: the next propagation stops there
+    oid = saved(project, "000003.jpg")["objects"][0]["id"]
+    c.post(f"/api/images/3/objects/{oid}/refine")
+    click(c, i=3, x=42, y=45)
+    c.post("/api/images/3/finish", json={"label": 1})
+    fixed = saved(project, "000003.jpg")["objects"]
+    assert len(fixed) == 1 and fixed[0]["source"] == "manual" and fixed[0]["track"] == track
+    job = c.post("/api/propagate", json={"from": 0, "direction": "forward"}).json()["job"]
+    for _ in range(300):
+        st = c.get(f"/api/jobs/{job}").json()
+        if st["state"] != "running":
+            break
+        time.sleep(0.05)
+    assert sorted(st["frames"]) == [1, 2]
 
 
 def test_unreadable_and_oversized_images_are_named_and_the_rest_works(tmp_path, monkeypatch):
@@ -633,3 +647,27 @@ def test_dicom_slice_opens_with_its_window_and_exports(tmp_path):
     copied = next((out / "images").iterdir())
     assert copied.suffix == ".png"  # a DICOM is exported as the windowed image the user annotated
     assert cv2.imread(str(copied))[30, 45].max() == 255
+
+
+def test_refine_a_finished_object_with_clicks(api):
+    c, p, _ = api
+    click(c, x=20, y=20)
+    st = c.post("/api/images/0/finish", json={"label": 1}).json()["state"]
+    oid = st["objects"][0]["id"]
+    before = decode_mask(st["objects"][0], 48, 64)
+    st = c.post(f"/api/images/0/objects/{oid}/refine").json()["state"]
+    assert st["current"]["editing"] == oid and (decode_mask(st["current"]["mask"], 48, 64) == before).all()
+    r = c.post("/api/images/0/objects/99/refine")
+    assert r.status_code == 409 and "finish it" in r.json()["error"]  # one object clicked at a time
+    out = click(c, x=40, y=30)  # the prior is fed back: the new click adds to the object
+    grown = decode_mask(out["current"]["mask"], 48, 64)
+    assert grown[20, 20] and grown[30, 40]
+    st = c.post("/api/images/0/finish", json={"label": 1}).json()["state"]
+    assert len(st["objects"]) == 1 and st["objects"][0]["id"] == oid and st["current"] is None
+    assert (decode_mask(saved(p, "img0.png")["objects"][0], 48, 64) == grown).all()
+    # undo walks back through the replacement and the refine clicks; cancel leaves the object alone
+    st = c.post("/api/images/0/undo").json()["state"]
+    assert st["current"]["editing"] == oid and (decode_mask(st["objects"][0], 48, 64) == before).all()
+    st = c.post("/api/images/0/cancel").json()["state"]
+    assert st["current"] is None and (decode_mask(st["objects"][0], 48, 64) == before).all()
+    assert c.post("/api/images/0/objects/99/refine").status_code == 404

@@ -130,6 +130,7 @@ class _Snap:
     session: Any  # ClickSession | None
     session_state: Any
     crop: tuple[int, int, int, int] | None
+    editing: int | None = None
 
 
 @dataclass
@@ -141,6 +142,7 @@ class ImageState:
     image: Any  # imaging.OpenedImage
     session: Any = None  # ClickSession of the object being clicked
     crop: tuple[int, int, int, int] | None = None  # x0, y0, x1, y1 the session works in
+    editing: int | None = None  # the finished object the clicks correct (None: a new object)
     history: list[_Snap] = field(default_factory=list)
     pos: int = 0
 
@@ -150,7 +152,7 @@ class ImageState:
 
     def _snap(self) -> _Snap:
         s = self.session
-        return _Snap(tuple(self.record.objects), s, s.snapshot() if s is not None else None, self.crop)
+        return _Snap(tuple(self.record.objects), s, s.snapshot() if s is not None else None, self.crop, self.editing)
 
     def push(self) -> None:
         del self.history[self.pos + 1:]
@@ -161,7 +163,7 @@ class ImageState:
 
     def _restore(self, snap: _Snap) -> None:
         self.record.objects = list(snap.objects)
-        self.session, self.crop = snap.session, snap.crop
+        self.session, self.crop, self.editing = snap.session, snap.crop, snap.editing
         if snap.session is not None:
             snap.session.restore(snap.session_state)
 
@@ -484,7 +486,7 @@ class Project:
             return None
         x0, y0, x1, y1 = st.crop
         return {"clicks": [{"x": c.x + x0, "y": c.y + y0, "positive": c.positive} for c in st.session.clicks],
-                "mask": encode_mask(m, (x0, y0)), "window": [x0, y0, x1, y1]}
+                "mask": encode_mask(m, (x0, y0)), "window": [x0, y0, x1, y1], "editing": st.editing}
 
     # ------------------------------------------------------------------ object operations
     def _changed(self, st: ImageState) -> bool:
@@ -498,6 +500,12 @@ class Project:
         m = self.current_mask(st)
         if m is None or not m.any():
             raise Conflict("nothing to finish: click on an object first (the mask is empty)")
+        if st.editing is not None:  # clicks that corrected a finished object: it keeps id, label, track, place
+            k = self._object(st, st.editing)
+            st.record.objects[k] = replace(st.record.objects[k].with_mask(m, st.crop[:2]), source="manual")
+            st.session, st.crop, st.editing = None, None, None
+            self._changed(st)
+            return st
         oid = 1 + max((o.id for o in st.record.objects), default=0)
         track = None
         if self.kind == "video":
@@ -513,8 +521,37 @@ class Project:
     def cancel(self, i: int) -> ImageState:
         st = self.open(i)
         if st.session is not None:
-            st.session, st.crop = None, None
+            st.session, st.crop, st.editing = None, None, None
             st.push()
+        return st
+
+    def refine(self, i: int, oid: int) -> ImageState:
+        """Correct finished object ``oid`` with clicks: a click session that starts from its mask (the
+        click model refines it, as with the previous mask of its own clicks); finishing replaces the
+        object's mask (it keeps its id, label, track and paint place, and counts as made by hand, so a
+        video propagation stops there), cancelling leaves it as it was."""
+        st = self.open(i)
+        self.writable(i)
+        if st.session is not None:
+            raise Conflict("an object is being clicked: finish it (Space) or cancel it (Esc) first")
+        if self.predictor is None:
+            raise Conflict("no click model is loaded")
+        obj = st.record.objects[self._object(st, oid)]
+        W, H = st.image.width, st.image.height
+        if max(W, H) <= LARGE_SIDE:
+            crop = (0, 0, W, H)
+        else:  # the object and some context around it
+            x, y, w, h = obj.bbox
+            side_w, side_h = min(W, max(MIN_CROP_SIDE, int(w * 1.5))), min(H, max(MIN_CROP_SIDE, int(h * 1.5)))
+            ax = int(min(max(0, x + w / 2 - side_w / 2), W - side_w))
+            ay = int(min(max(0, y + h / 2 - side_h / 2), H - side_h))
+            crop = (ax, ay, ax + side_w, ay + side_h)
+        x0, y0, x1, y1 = crop
+        prior = paste_mask(obj.crop(), (obj.bbox[0] - x0, obj.bbox[1] - y0), y1 - y0, x1 - x0)
+        image = st.image.region(*crop, window=self.window_of(i))
+        st.session = self.predictor.session(image, prior=prior, threshold=self.settings.threshold)
+        st.crop, st.editing = crop, oid
+        st.push()
         return st
 
     def undo(self, i: int) -> ImageState:
@@ -549,6 +586,8 @@ class Project:
         st = self.open(i)
         self.writable(i)
         del st.record.objects[self._object(st, oid)]
+        if st.editing == oid:  # the clicks correcting it go with it
+            st.session, st.crop, st.editing = None, None, None
         self._changed(st)
         return st
 
@@ -591,7 +630,7 @@ class Project:
         mask = polygons_to_mask([p - np.array([x0, y0], np.float64) for p in polys], y1 - y0, x1 - x0)
         if not mask.any():
             raise AnnotateError("polygons: the polygon has no area (delete the object instead)")
-        st.record.objects[k] = st.record.objects[k].with_mask(mask, (x0, y0))
+        st.record.objects[k] = replace(st.record.objects[k].with_mask(mask, (x0, y0)), source="manual")
         self._changed(st)
         return st
 
@@ -634,7 +673,7 @@ class Project:
                     cv2.circle(canvas, tuple(int(v) for v in q), int(round(r * 4)), val, -1, cv2.LINE_8, 2)
         if not canvas.any():
             raise AnnotateError("the eraser would remove the whole object (delete it instead)")
-        st.record.objects[k] = obj.with_mask(canvas.astype(bool), (x0, y0))
+        st.record.objects[k] = replace(obj.with_mask(canvas.astype(bool), (x0, y0)), source="manual")
         self._changed(st)
         return st
 

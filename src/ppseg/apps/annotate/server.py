@@ -320,6 +320,9 @@ def create_app(project: Project, *, token: str | None = None, host: str = "127.0
     def put_polygon(request: Request, body: Any) -> dict[str, Any]:
         return state(project.set_polygons(image_index(request), object_id(request), field(body, "polygons")))
 
+    def refine(request: Request, body: Any) -> dict[str, Any]:
+        return state(project.refine(image_index(request), object_id(request)))
+
     def brush(request: Request, body: Any) -> dict[str, Any]:
         return state(project.brush(image_index(request), object_id(request), field(body, "strokes")))
 
@@ -362,7 +365,7 @@ def create_app(project: Project, *, token: str | None = None, host: str = "127.0
         project.predictor, project.model = loaded[name], name
         for st in project.states.values():  # a click session belongs to the model that made it
             if st.session is not None:
-                st.session, st.crop = None, None
+                st.session, st.crop, st.editing = None, None, None
                 st.push()
         project.save_project()
         return {"model": name}
@@ -422,6 +425,7 @@ def create_app(project: Project, *, token: str | None = None, host: str = "127.0
         ("/api/images/{i}/objects/{oid}/polygon", get_polygon, ["GET"]),
         ("/api/images/{i}/objects/{oid}/polygon", put_polygon, ["PUT"]),
         ("/api/images/{i}/objects/{oid}/brush", brush, ["POST"]),
+        ("/api/images/{i}/objects/{oid}/refine", refine, ["POST"]),
         ("/api/labels", get_labels, ["GET"]),
         ("/api/labels", put_labels, ["PUT"]),
         ("/api/labels/import", import_labels, ["POST"]),
