@@ -545,6 +545,15 @@ def _disc_clip(path: Path, n: int = 10, size: tuple[int, int] = (120, 90)) -> li
     return masks
 
 
+def wait_job(c, job: str) -> dict:
+    for _ in range(600):
+        st = c.get(f"/api/jobs/{job}").json()
+        if st["state"] != "running":
+            return st
+        time.sleep(0.05)
+    raise AssertionError(f"job {job} still running: {st}")
+
+
 def test_video_project_propagates_and_stops_at_hand_made_frames(tmp_path):
     import ppseg.apps.annotate.project as project_mod
 
@@ -563,11 +572,7 @@ def test_video_project_propagates_and_stops_at_hand_made_frames(tmp_path):
               json={"polygons": [poly.reshape(-1, 2).tolist()]})
     assert c.post("/api/propagate", json={"from": 0, "direction": "sideways"}).status_code == 400
     job = c.post("/api/propagate", json={"from": 0, "direction": "forward"}).json()["job"]
-    for _ in range(300):
-        st = c.get(f"/api/jobs/{job}").json()
-        if st["state"] != "running":
-            break
-        time.sleep(0.05)
+    st = wait_job(c, job)
     assert st["state"] == "done", st
     assert sorted(st["frames"]) == list(range(1, 7))  # stops before frame 7, made by hand
     track = saved(project, "000000.jpg")["objects"][0]["track"]
@@ -581,10 +586,7 @@ def test_video_project_propagates_and_stops_at_hand_made_frames(tmp_path):
     assert saved(project, "000007.jpg")["objects"][0]["source"] == "manual"
     # propagating again from a corrected frame replaces the propagated objects, not the hand-made ones
     job = c.post("/api/propagate", json={"from": 7, "direction": "backward"}).json()["job"]
-    for _ in range(300):
-        if c.get(f"/api/jobs/{job}").json()["state"] != "running":
-            break
-        time.sleep(0.05)
+    wait_job(c, job)
     assert len(saved(project, "000003.jpg")["objects"]) == 1
     assert saved(project, "000000.jpg")["objects"][0]["source"] == "manual"
     assert project_mod.FRAMES_DIR == "frames"
@@ -596,11 +598,7 @@ def test_video_project_propagates_and_stops_at_hand_made_frames(tmp_path):
     fixed = saved(project, "000003.jpg")["objects"]
     assert len(fixed) == 1 and fixed[0]["source"] == "manual" and fixed[0]["track"] == old_track
     job = c.post("/api/propagate", json={"from": 0, "direction": "forward"}).json()["job"]
-    for _ in range(300):
-        st = c.get(f"/api/jobs/{job}").json()
-        if st["state"] != "running":
-            break
-        time.sleep(0.05)
+    st = wait_job(c, job)
     assert sorted(st["frames"]) == [1, 2]
 
 

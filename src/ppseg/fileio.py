@@ -41,6 +41,31 @@ def atomic_open(path: str | Path, fsync: bool = True) -> Iterator[BinaryIO]:
         raise
 
 
+def replace_folder(stage: str | Path, target: str | Path) -> None:
+    """Put the finished folder ``stage`` in place of ``target`` (its sibling): an old ``target`` is
+    renamed aside, ``stage`` renamed in, and the old one deleted; if the second rename fails the old
+    folder is put back. A reader sees the old folder or the new one, never a mix or nothing for
+    long. Raises the ``OSError`` of a rename that failed (the caller words it)."""
+    import shutil
+
+    stage, target = Path(stage), Path(target)
+    old = None
+    if target.exists() or target.is_symlink():
+        old = target.parent / f".{target.name}.old-{secrets.token_hex(4)}"
+        os.replace(target, old)
+    try:
+        os.replace(stage, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+
+
 def remove_stale_temp_files(folder: str | Path) -> list[Path]:
     """Delete the temp files :func:`atomic_open` left in ``folder`` when its process was killed
     (``.<name>.<pid>.<hex>.tmp`` whose pid no longer runs); returns what was removed."""

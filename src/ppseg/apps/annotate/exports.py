@@ -26,9 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
-import secrets
 import shutil
 import tempfile
 import time
@@ -41,6 +39,7 @@ import numpy as np
 
 from ...data.io import IMAGE_SUFFIXES, write_image, write_png_atomic
 from ...errors import PPSegError
+from ...fileio import replace_folder
 from .records import ImageRecord, Label, check_labels, default_color, format_labels_txt, label_map
 
 __all__ = ["FORMATS", "ExportResult", "export_annotations", "mask_to_polygons", "polygons_to_mask",
@@ -623,7 +622,6 @@ def _staged(out_dir: Path, build: Callable[[Path], None]) -> int:
         stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=parent))
     except OSError as e:
         raise PPSegError(f"cannot create the export folder in {parent}: {e.strerror or e}") from None
-    old: Path | None = None
     try:
         try:
             build(stage)
@@ -632,23 +630,12 @@ def _staged(out_dir: Path, build: Callable[[Path], None]) -> int:
             raise PPSegError(f"export to {out_dir}: cannot write {where}: {e.strerror or e}") from None
         files = sum(1 for p in stage.rglob("*") if p.is_file())
         try:
-            if out_dir.exists() or out_dir.is_symlink():
-                old = parent / f".{out_dir.name}.old-{secrets.token_hex(4)}"
-                os.rename(out_dir, old)
-            try:
-                os.rename(stage, out_dir)
-            except OSError:
-                if old is not None:
-                    os.rename(old, out_dir)
-                    old = None
-                raise
+            replace_folder(stage, out_dir)
         except OSError as e:
             raise PPSegError(f"cannot replace the export folder {out_dir}: {e.strerror or e}") from None
     except BaseException:
         _remove(stage)
         raise
-    if old is not None:
-        _remove(old)
     return files
 
 

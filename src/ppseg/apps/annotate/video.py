@@ -38,6 +38,7 @@ import cv2
 import numpy as np
 
 from ...errors import ConfigError, PPSegError
+from ...fileio import replace_folder
 from ..media import make_parents, open_source, progress_bar, remove_created
 from .records import AnnotatedObject
 
@@ -154,7 +155,7 @@ def extract_frames(video: str | os.PathLike, frames_dir: str | os.PathLike, *, m
                     "frames": len(files), "width": size[0] if size else None,
                     "height": size[1] if size else None, "fps": src.fps, "jpeg_quality": JPEG_QUALITY}
         (stage / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-        _move_into_place(stage, frames_dir)
+        replace_folder(stage, frames_dir)
     except BaseException:
         src.close()
         shutil.rmtree(stage, ignore_errors=True)
@@ -164,23 +165,6 @@ def extract_frames(video: str | os.PathLike, frames_dir: str | os.PathLike, *, m
         if bar is not None:
             bar.close()
     return [frames_dir / f.name for f in files]
-
-
-def _move_into_place(stage: Path, frames_dir: Path) -> None:
-    """Rename ``stage`` to ``frames_dir``; an old frame folder there is moved aside and removed."""
-    old = None
-    if frames_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{frames_dir.name}.old-", dir=frames_dir.parent))
-        os.rmdir(old)
-        os.replace(frames_dir, old)
-    try:
-        os.replace(stage, frames_dir)
-    except BaseException:
-        if old is not None:
-            os.replace(old, frames_dir)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 # =============================================================================== flow and warp
