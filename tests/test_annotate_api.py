@@ -655,6 +655,7 @@ def test_refine_a_finished_object_with_clicks(api):
     before = decode_mask(st["objects"][0], 48, 64)
     st = c.post(f"/api/images/0/objects/{oid}/refine").json()["state"]
     assert st["current"]["editing"] == oid and (decode_mask(st["current"]["mask"], 48, 64) == before).all()
+    assert st["current"]["clicks"] == []  # the hidden anchor inside the object is not the user's click
     r = c.post("/api/images/0/objects/99/refine")
     assert r.status_code == 409 and "finish it" in r.json()["error"]  # one object clicked at a time
     out = click(c, x=40, y=30)  # the prior is fed back: the new click adds to the object

@@ -435,6 +435,142 @@ def test_brush_and_eraser(page, server):
     assert state(page)["status"] == "done"
 
 
+
+
+LOWER_SCARF = (100, 265)  # the knitted scarf's lower part: outside the face object, which holds its top
+
+
+def _editing_shown(pg, oid):
+    """The page shows object oid as being corrected: its row marked, the status bar says so."""
+    row = pg.locator(f"[data-testid=object-row-{oid}]")
+    assert "editing" in row.get_attribute("class").split()
+    assert pg.locator(f"[data-testid=object-editing-{oid}]").count() == 1
+    assert pg.inner_text("[data-testid=status-editing]") == \
+        f"correcting object #{oid}: click to fix, Space to apply, Esc to cancel"
+    assert pg.inner_text("[data-testid=finish]") == "Apply"
+
+
+def _editing_gone(pg, oid):
+    assert "editing" not in pg.locator(f"[data-testid=object-row-{oid}]").get_attribute("class").split()
+    assert pg.locator(f"[data-testid=object-editing-{oid}]").count() == 0
+    assert pg.inner_text("[data-testid=status-editing]") == ""
+    assert pg.inner_text("[data-testid=finish]") == "Finish"
+
+
+def test_refine_object_with_clicks(page, server):
+    """Correct a finished object with clicks (R): a positive click on the lower scarf grows the face
+    object (which holds the scarf's top) down over it; Space applies (same id, label, place),
+    Ctrl+Z brings the old mask back, Esc leaves it as it is."""
+    import cv2
+
+    W, H = 240, 320
+    index = page.evaluate("window.ppseg.state.index")
+    objs = api(server, "GET", f"/api/images/{index}")["state"]["objects"]
+    assert len(objs) == 1
+    obj = objs[0]
+    before = _decode(obj, H, W)
+    assert not before[LOWER_SCARF[1], LOWER_SCARF[0]] and before[FACE[1], FACE[0]]
+    select_object(page, obj["id"])
+    refine_button = page.locator(f"[data-testid=object-refine-{obj['id']}]")
+    assert "(R)" in refine_button.get_attribute("title") and "click" in refine_button.get_attribute("title")
+    # R: a click session from the object's mask; the page marks the object as being corrected
+    page.keyboard.press("r")
+    idle(page)
+    cur = state(page)["current"]
+    assert cur is not None and cur["editing"] == obj["id"] and cur["clicks"] == []
+    assert (_decode(cur["mask"], H, W) == before).all()
+    _editing_shown(page, obj["id"])
+    # a positive click on the lower scarf: only the top canvas is repainted, the mask grows over it
+    frame = page.evaluate("window.ppseg.viewer.frame")
+    click_image(page, *LOWER_SCARF)
+    assert page.evaluate("window.ppseg.viewer.frame") == frame, "a click repainted the base canvas"
+    cur = state(page)["current"]
+    assert cur["editing"] == obj["id"] and [c["positive"] for c in cur["clicks"]] == [True]
+    fixed = _decode(cur["mask"], H, W)
+    assert fixed[LOWER_SCARF[1], LOWER_SCARF[0]] and fixed[FACE[1], FACE[0]]
+    grown, removed = fixed & ~before, before & ~fixed
+    assert grown.sum() > 1500 and grown.sum() > 2 * removed.sum(), (grown.sum(), removed.sum())
+    assert fixed[LOWER_SCARF[1] + 10:, :].sum() > before[LOWER_SCARF[1] + 10:, :].sum() + 500  # down the scarf
+    _editing_shown(page, obj["id"])
+    # one mask on screen, not two: where the old mask is no more the photo shows untinted (the
+    # object is not drawn from the objects layer); on the face and on the scarf it grew over, one
+    # tint in the object's colour (the current mask only)
+    yy, xx = np.mgrid[0:H, 0:W]
+
+    def far_inside(region):  # the pixel of region farthest from its edges, away from the click's dot
+        far = cv2.distanceTransform(np.pad(region, 1).astype(np.uint8), cv2.DIST_L2, 3)[1:-1, 1:-1]
+        far[np.hypot(xx - LOWER_SCARF[0], yy - LOWER_SCARF[1]) < 8] = 0
+        y, x = np.unravel_index(np.argmax(far), far.shape)
+        assert far[y, x] >= 3, far[y, x]
+        return int(x), int(y)
+
+    gone, added = far_inside(removed), far_inside(grown)
+    inside = (FACE[0], FACE[1] - 25)  # the nose: in both masks, far from every edge
+    assert fixed[inside[1], inside[0]] and before[inside[1], inside[0]]
+    points = (gone, inside, added)
+    shown = [canvas_pixel(page, *p) for p in points]
+    page.keyboard.press("m")
+    photo = [canvas_pixel(page, *p) for p in points]
+    page.keyboard.press("m")
+    alpha = page.evaluate("window.ppseg.viewer.opacity")
+    colour = page.evaluate(f"window.ppseg.state.colorOf({obj['label']})")
+    assert max(abs(a - b) for a, b in zip(shown[0][:3], photo[0][:3])) <= 2, (shown[0], photo[0])
+    for s, p in zip(shown[1:], photo[1:]):
+        once = [round(v * (1 - alpha) + c * alpha) for v, c in zip(p[:3], colour)]
+        assert max(abs(a - b) for a, b in zip(s[:3], once)) <= 3, (s, p, once)
+    page.screenshot(path="/tmp/annotate_refine.png")
+    # Space applies: the same object (id, label, place), its mask replaced; no new object
+    page.keyboard.press("Space")
+    idle(page)
+    st = state(page)
+    assert st["current"] is None and [o["id"] for o in st["objects"]] == [obj["id"]]
+    _editing_gone(page, obj["id"])
+    objs = api(server, "GET", f"/api/images/{index}")["state"]["objects"]
+    assert len(objs) == 1
+    new = objs[0]
+    assert (new["id"], new["label"]) == (obj["id"], obj["label"]) and new["source"] == "manual"
+    got = _decode(new, H, W)
+    assert (got == fixed).all() and got[LOWER_SCARF[1], LOWER_SCARF[0]] and got[FACE[1], FACE[0]]
+    assert page.locator("[data-testid=object-list] .object-row").count() == 1
+    assert page.inner_text("[data-testid=object-count]") == "(1)"
+    # drawn from the objects layer now, as applied
+    assert canvas_pixel(page, *gone)[:3] == shown[0][:3] and canvas_pixel(page, *added) != photo[2]
+    # Ctrl+Z: the old mask is back (and the correction in progress, its click with it); Ctrl+Y applies again
+    page.keyboard.press("Control+z")
+    idle(page)
+    back = api(server, "GET", f"/api/images/{index}")["state"]
+    assert [o["id"] for o in back["objects"]] == [obj["id"]]
+    assert (_decode(back["objects"][0], H, W) == before).all()
+    assert back["current"]["editing"] == obj["id"] and len(back["current"]["clicks"]) == 1
+    assert state(page)["current"]["editing"] == obj["id"]
+    _editing_shown(page, obj["id"])
+    page.keyboard.press("Control+y")
+    idle(page)
+    assert state(page)["current"] is None
+    assert (_decode(state(page)["objects"][0], H, W) == fixed).all()
+    _editing_gone(page, obj["id"])
+    # R again, then Esc: the object stays as it is
+    select_object(page, obj["id"])
+    page.keyboard.press("r")
+    idle(page)
+    assert state(page)["current"]["editing"] == obj["id"]
+    _editing_shown(page, obj["id"])
+    page.keyboard.press("Escape")
+    idle(page)
+    assert state(page)["current"] is None
+    _editing_gone(page, obj["id"])
+    # the row's button starts it too; Cancel leaves the object as it is as well
+    refine_button.click()
+    idle(page)
+    assert state(page)["current"]["editing"] == obj["id"]
+    page.click("[data-testid=cancel]")
+    idle(page)
+    assert state(page)["current"] is None
+    objs = api(server, "GET", f"/api/images/{index}")["state"]["objects"]
+    assert len(objs) == 1 and objs[0]["id"] == obj["id"] and objs[0]["label"] == obj["label"]
+    assert (_decode(objs[0], H, W) == fixed).all()
+    assert canvas_pixel(page, *gone)[:3] == shown[0][:3] and canvas_pixel(page, *added) != photo[2]
+
 def test_labels_relabel_and_reorder(page, server):
     open_image(page, CAR_IMAGE)
     page.click("[data-testid=label-add]")

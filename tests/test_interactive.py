@@ -180,6 +180,18 @@ def test_prior_mask_and_bad_images():
     assert s.mask.sum() == 100 and s.can_undo
     with pytest.raises(ConfigError, match="does not match"):
         s.set_prior(np.zeros((5, 5), bool))
+    # an anchor: a positive click the model sees with the next click, not run now (the mask stays the prior)
+    be = DiskBackend()
+    a = ClickPredictor(be, InteractiveSettings(zoom_in=False)).session(_image())
+    a.set_prior(prior, anchor=Click(15, 15, True))
+    assert a.mask.sum() == 100 and not be.calls and a.clicks == [Click(15, 15, True)]
+    a.click(60, 100, positive=False)
+    coord = be.calls[-1][1]
+    assert coord[1][15, 15] == 1 and coord[2][60, 100] == 1 and coord[0][15, 15] == 1  # anchor, click, prior
+    a.undo()
+    assert a.mask.sum() == 100 and a.clicks == [Click(15, 15, True)]
+    with pytest.raises(ConfigError, match="anchor"):
+        a.set_prior(prior, anchor=Click(15, 15, False))
     with pytest.raises(ConfigError, match="RGB"):
         ClickPredictor(DiskBackend()).session(np.zeros((10, 10, 4), np.uint8))
     with pytest.raises(ConfigError, match="threshold"):

@@ -194,16 +194,27 @@ class ClickSession:
             raise TypeError(f"not a ClickSession snapshot: {type(snapshot).__name__}")
         self._state = snapshot
 
-    def set_prior(self, mask: np.ndarray) -> None:
+    def set_prior(self, mask: np.ndarray, anchor: Click | None = None) -> None:
         """Start from an existing mask (e.g. a finished object being corrected, or the previous
         video frame's mask): it becomes the current prediction and, for models with a
-        previous-mask input, what the next click refines. Undoable."""
+        previous-mask input, what the next click refines. Undoable.
+
+        ``anchor``: a positive click inside the mask that the model sees with every later click but
+        that is not run now (the mask stays exactly ``mask``). Click models learn refinement with at
+        least one positive click present; without one, a first negative click on a prior can
+        throw most of the object away."""
         m = np.asarray(mask)
         if m.shape != (self.height, self.width):
             raise ConfigError(f"prior mask: shape {m.shape} does not match the image {(self.height, self.width)}")
         prob = (m > 0.5).astype(np.float32) if m.dtype != bool else m.astype(np.float32)
+        clicks = self._state.clicks
+        if anchor is not None:
+            if not anchor.positive or not (0 <= anchor.y < self.height and 0 <= anchor.x < self.width):
+                raise ConfigError(f"prior anchor {anchor!r}: must be a positive click inside the image")
+            clicks = (anchor,)
         self._push()
-        self._state = replace(self._state, prob=prob, feedback=prob if self.backend.prev_input == "mask" else None)
+        self._state = replace(self._state, clicks=clicks, prob=prob,
+                              feedback=prob if self.backend.prev_input == "mask" else None)
 
     def _push(self) -> None:
         self._undo.append(self._state)

@@ -485,7 +485,8 @@ class Project:
         if m is None:
             return None
         x0, y0, x1, y1 = st.crop
-        return {"clicks": [{"x": c.x + x0, "y": c.y + y0, "positive": c.positive} for c in st.session.clicks],
+        clicks = st.session.clicks[1:] if st.editing is not None else st.session.clicks  # not the hidden anchor
+        return {"clicks": [{"x": c.x + x0, "y": c.y + y0, "positive": c.positive} for c in clicks],
                 "mask": encode_mask(m, (x0, y0)), "window": [x0, y0, x1, y1], "editing": st.editing}
 
     # ------------------------------------------------------------------ object operations
@@ -549,8 +550,9 @@ class Project:
         x0, y0, x1, y1 = crop
         prior = paste_mask(obj.crop(), (obj.bbox[0] - x0, obj.bbox[1] - y0), y1 - y0, x1 - x0)
         image = st.image.region(*crop, window=self.window_of(i))
-        st.session = self.predictor.session(image, prior=prior, threshold=self.settings.threshold)
-        st.crop, st.editing = crop, oid
+        session = self.predictor.session(image, threshold=self.settings.threshold)
+        session.set_prior(prior, anchor=_deepest_point(prior))  # the model sees a positive click inside it
+        st.session, st.crop, st.editing = session, crop, oid
         st.push()
         return st
 
@@ -763,6 +765,17 @@ class Project:
 
     def load_labels_file(self, path: str | os.PathLike) -> list[Label]:
         return read_labels_file(path)
+
+
+def _deepest_point(mask: np.ndarray) -> Any:
+    """A positive click at the pixel of ``mask`` farthest from its border (RITM's first click)."""
+    import cv2
+
+    from ...interactive.clicks import Click
+
+    dist = cv2.distanceTransform(np.pad(mask.astype(np.uint8), 1), cv2.DIST_L2, 5)[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    return Click(float(y), float(x), True)
 
 
 def _check_points(value: Any, where: str, nested: bool = False) -> Any:

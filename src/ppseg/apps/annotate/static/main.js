@@ -55,6 +55,11 @@ const app = {
   selectedObject() {
     return (this.image && this.image.objects.find((o) => o.id === this.selected)) || null;
   },
+  /** The finished object the current clicks correct (refine), or null. */
+  editingId() {
+    const cur = this.image && this.image.current;
+    return cur && cur.editing !== undefined && cur.editing !== null ? cur.editing : null;
+  },
   say(text) {
     showMessage(text, "info");
   },
@@ -98,7 +103,9 @@ const viewer = new Viewer($("canvas-wrap"), {
     currentLabel: app.currentLabel,
     pendingClicks: app.pendingClicks,
     hiddenObject: app.hiddenObject,
+    editing: app.editingId(), // drawn as the current mask, not from the objects layer
     colorOf: (id) => app.colorOf(id),
+    colorOfObject: (id) => app.colorOfObject(id),
   }),
   getOverlayDrawers: () => {
     const out = [];
@@ -157,6 +164,12 @@ function refreshButtons() {
   buttons.redo.disabled = !(st && st.can_redo);
   buttons.finish.disabled = !(cur && !isEmpty(cur.mask));
   buttons.cancel.disabled = !cur;
+  const editing = app.editingId();
+  setText(buttons.finish, editing !== null ? "Apply" : "Finish");
+  const finishTitle = editing !== null ? `Apply the correction to object #${editing} (Space, Enter)` : "Finish the object (Space, Enter)";
+  if (buttons.finish.title !== finishTitle) buttons.finish.title = finishTitle;
+  const cancelTitle = editing !== null ? `Cancel the correction: object #${editing} stays as it was (Esc)` : "Cancel the clicks (Esc)";
+  if (buttons.cancel.title !== cancelTitle) buttons.cancel.title = cancelTitle;
 }
 
 function refreshPanels() {
@@ -173,7 +186,7 @@ function refreshPanels() {
   updateModeHint();
 }
 
-const statusEls = { image: $("status-image"), zoom: $("status-zoom"), clicks: $("status-clicks"), cursor: $("status-cursor") };
+const statusEls = { image: $("status-image"), zoom: $("status-zoom"), clicks: $("status-clicks"), cursor: $("status-cursor"), editing: $("status-editing") };
 function updateStatusBar() {
   const info = app.info;
   setText(statusEls.image, info ? `${info.key}  ${info.width}×${info.height}${info.kind && info.kind !== "rgb" ? "  " + info.kind : ""}` : "");
@@ -182,6 +195,9 @@ function updateStatusBar() {
   const n = (cur && cur.clicks ? cur.clicks.length : 0) + app.pendingClicks.length;
   setText(statusEls.clicks, n ? `${n} click${n > 1 ? "s" : ""}, ${cur && cur.mask ? area(cur.mask) : 0} px` : "");
   setText(statusEls.cursor, viewer.mouse && info ? `x ${Math.floor(viewer.mouse.x)}  y ${Math.floor(viewer.mouse.y)}` : "");
+  const editing = app.editingId();
+  const editText = editing !== null ? `correcting object #${editing}: click to fix, Space to apply, Esc to cancel` : "";
+  if (statusEls.editing.textContent !== editText) statusEls.editing.textContent = statusEls.editing.title = editText;
 }
 
 function updateModeHint() {
@@ -421,9 +437,45 @@ function finish() {
   const cur = app.image && app.image.current;
   if (!cur && !app.pendingClicks.length) return;
   messageEl.title = "";
+  const editing = app.editingId();
+  if (editing !== null) {
+    // a correction: the server replaces the object's mask and keeps its label (it ignores this one)
+    const obj = app.image.objects.find((o) => o.id === editing);
+    const label = obj ? obj.label : app.currentLabel;
+    stateOp((base) => post(`${base}/finish`, { label }));
+    return;
+  }
   if (app.currentLabel === null) return showMessage("add a label first (Labels panel, +)");
   const label = app.currentLabel;
   stateOp((base) => post(`${base}/finish`, { label }));
+}
+
+/** Correct a finished object with clicks: a click session from its mask (Space applies, Esc cancels). */
+function startRefine(id = app.selected) {
+  if (!app.info || !app.image) return;
+  if (id === null) {
+    const objs = app.image.objects;
+    if (objs.length === 1) id = objs[0].id;
+    else return showMessage("select an object to correct it with clicks (objects panel, Tab, or Shift+click)", "info");
+  }
+  const editing = app.editingId();
+  if (editing === id) return;
+  if (editing !== null) return showMessage(`object #${editing} is being corrected: Space to apply, Esc to cancel`, "warn");
+  if (app.image.current || app.pendingClicks.length)
+    return showMessage("an object is being clicked: finish it (Space) or cancel it (Esc) first", "warn");
+  if (app.mode !== "click") setMode("click");
+  app.selected = id;
+  messageEl.title = "";
+  stateOp((base) => post(`${base}/objects/${id}/refine`));
+}
+app.startRefine = startRefine;
+
+/** Another tool on an object while one is being corrected would fight over its mask: say so. */
+function refusedWhileCorrecting() {
+  const editing = app.editingId();
+  if (editing === null) return false;
+  showMessage(`object #${editing} is being corrected: Space to apply, Esc to cancel, then edit it`, "warn");
+  return true;
 }
 
 function cancelClicks() {
@@ -476,6 +528,7 @@ function setStatus(status) {
 // ------------------------------------------------------------------ tools
 function setMode(mode) {
   if (mode === app.mode) return;
+  if ((mode === "brush" || mode === "erase") && refusedWhileCorrecting()) return;
   if (app.mode === "polygon") leavePolygon();
   if ((mode === "brush" || mode === "erase") && app.selected === null) {
     const objs = (app.image && app.image.objects) || [];
@@ -489,6 +542,7 @@ function setMode(mode) {
 }
 
 async function startPolygon() {
+  if (refusedWhileCorrecting()) return;
   if (app.selected === null) {
     const objs = (app.image && app.image.objects) || [];
     if (objs.length === 1) app.selected = objs[0].id;
@@ -731,6 +785,7 @@ const table = shortcutTable({
     if (app.selected !== null) app.deleteObject(app.selected);
   },
   polygon: () => startPolygon(),
+  refine: () => startRefine(),
   clickTool: () => setMode("click"),
   brush: () => setMode("brush"),
   eraser: () => setMode("erase"),

@@ -1,5 +1,6 @@
 // The objects panel: the image's finished objects, topmost first (like layers), each with its
-// label colour, a label dropdown, raise / lower in paint order and delete.
+// label colour, a label dropdown, raise / lower in paint order, correct with clicks, edit polygon
+// and delete. The object being corrected with clicks (refine) is marked "correcting".
 
 import { h, rgb } from "./dom.js";
 import { area } from "./masks.js";
@@ -18,6 +19,7 @@ export class ObjectsPanel {
       return;
     }
     const n = objs.length;
+    const editing = app.editingId();
     const rows = [];
     for (let pos = n - 1; pos >= 0; pos--) {
       const obj = objs[pos];
@@ -36,13 +38,15 @@ export class ObjectsPanel {
         app.labels.map((l) => h("option", { value: String(l.id), selected: l.id === obj.label }, l.name)),
         lab ? null : h("option", { value: String(obj.label), selected: true }, `${obj.label} (deleted)`)
       );
-      const btn = (text, title, testid, fn, disabled = false) =>
-        h("button", { class: "icon", title, "data-testid": testid, disabled, onclick: (e) => { e.stopPropagation(); fn(); } }, text);
+      const btn = (text, title, testid, fn, disabled = false, cls = "icon") =>
+        h("button", { class: cls, title, "data-testid": testid, disabled, onclick: (e) => { e.stopPropagation(); fn(); } }, text);
+      const fixing = obj.id === editing;
       rows.push(
         h(
           "li",
           {
-            class: "object-row" + (obj.id === app.selected ? " selected" : ""),
+            class: "object-row" + (obj.id === app.selected ? " selected" : "") + (fixing ? " editing" : ""),
+            title: fixing ? "Being corrected with clicks: Space applies, Esc cancels" : null,
             "data-testid": `object-row-${obj.id}`,
             "data-id": String(obj.id),
             onclick: () => app.select(obj.id),
@@ -50,9 +54,14 @@ export class ObjectsPanel {
           h("span", { class: "swatch", style: { background: rgb(app.colorOf(obj.label)) } }),
           h("span", { class: "obj-id", title: `${obj.source || "manual"}${obj.track != null ? ", track " + obj.track : ""}` }, `#${obj.id}`, obj.source === "propagated" ? h("sup", { class: "prop", title: "propagated" }, "p") : null),
           select,
-          h("span", { class: "obj-area", title: "area in pixels" }, formatArea(area(obj))),
+          fixing
+            ? h("span", { class: "obj-editing", "data-testid": `object-editing-${obj.id}`, title: "being corrected with clicks" }, "fixing")
+            : h("span", { class: "obj-area", title: "area in pixels" }, formatArea(area(obj))),
           btn("▲", "Raise (paint over the objects above)", `object-up-${obj.id}`, () => app.reorder(obj.id, pos + 1), pos === n - 1),
           btn("▼", "Lower", `object-down-${obj.id}`, () => app.reorder(obj.id, pos - 1), pos === 0),
+          btn("◎", fixing ? "Being corrected: click on the image to fix it, Space applies, Esc cancels"
+                         : "Correct with clicks (R): refine this object's mask with positive / negative clicks, Space applies",
+              `object-refine-${obj.id}`, () => app.startRefine(obj.id), false, fixing ? "icon on" : "icon"),
           btn("✎", "Edit polygon (E)", `object-polygon-${obj.id}`, () => { app.select(obj.id); app.startPolygon(); }),
           btn("✕", "Delete (Del)", `object-delete-${obj.id}`, () => app.deleteObject(obj.id))
         )

@@ -84,6 +84,7 @@ export function shortcutTable(a) {
     { group: "Objects", keys: ["Shift+Tab"], label: "Select the previous object", run: a.prevObject },
     { group: "Objects", keys: ["Delete", "Backspace"], label: "Delete the selected object (in polygon edit: the vertex under the cursor)", run: a.deleteKey },
     { group: "Objects", keys: ["E"], label: "Edit the selected object's polygon", run: a.polygon },
+    { group: "Objects", keys: ["R"], label: "Correct the selected object with clicks (refine its mask; Space applies, Esc cancels)", run: a.refine },
     { group: "Objects", keys: ["Double click", "Alt+click"], label: "Polygon edit: add a vertex on an edge", mouse: true },
     { group: "Objects", keys: ["Drag vertex"], label: "Polygon edit: move a vertex", mouse: true },
     { group: "Objects", keys: ["Right click vertex"], label: "Polygon edit: delete a vertex", mouse: true },

@@ -380,7 +380,8 @@ export class Viewer {
       lc.imageSmoothingEnabled = false;
       let selectedSprite = null;
       for (const obj of st.image.objects) {
-        if (st.hiddenObject === obj.id) continue;
+        // hidden while its polygon is edited; or being corrected with clicks (shown as the current mask)
+        if (st.hiddenObject === obj.id || st.editing === obj.id) continue;
         const sel = obj.id === st.selected;
         const sprite = maskSprite(obj, st.colorOf(obj.label), sel);
         if (!sprite) continue;
@@ -416,7 +417,9 @@ export class Viewer {
     const ctx = this.topCtx;
     const cur = st.image && st.image.current;
     if (this.showMasks && cur && cur.mask) {
-      const sprite = this.painter.sprite(cur.mask, st.colorOf(st.currentLabel), Math.round(this.opacity * 255), 230);
+      // a correction keeps the object's label: its colour, not the label selected for new objects
+      const color = st.editing !== null && st.editing !== undefined ? st.colorOfObject(st.editing) : st.colorOf(st.currentLabel);
+      const sprite = this.painter.sprite(cur.mask, color, Math.round(this.opacity * 255), 230);
       if (sprite) {
         const p = this.toScreen(sprite.x, sprite.y);
         ctx.imageSmoothingEnabled = false;
