@@ -33,6 +33,37 @@ export function contains(code, x, y) {
 }
 
 /**
+ * Write `value` into `out` (a typed array with rows of `stride` elements) at every mask pixel of
+ * `code`, sampling every f-th row and column (f = 1: full resolution): the one RLE walk behind
+ * decodeAlpha and the click path's sprites.
+ */
+function fillRuns(code, f, out, stride, value) {
+  const W = code.bbox[2];
+  const counts = code.counts;
+  let pos = 0;
+  for (let i = 0; i < counts.length; i++) {
+    const n = counts[i];
+    if (i & 1 && n > 0) {
+      let a = pos;
+      const end = pos + n;
+      while (a < end) {
+        const row = (a / W) | 0;
+        const rowEnd = Math.min(end, (row + 1) * W);
+        if (row % f === 0) {
+          const o = (row / f) * stride;
+          const c0 = a - row * W;
+          const c1 = rowEnd - row * W;
+          if (f === 1) out.fill(value, o + c0, o + c1);
+          else for (let c = Math.ceil(c0 / f) * f; c < c1; c += f) out[o + c / f] = value;
+        }
+        a = rowEnd;
+      }
+    }
+    pos += n;
+  }
+}
+
+/**
  * Decode into an alpha array of the (possibly reduced) bbox: returns {alpha, w, h, f} where
  * alpha[r * w + c] = 1 for mask pixels and f is the reduction factor (1 = full resolution).
  */
@@ -42,32 +73,7 @@ export function decodeAlpha(code) {
   const w = Math.ceil(W / f);
   const h = Math.ceil(H / f);
   const alpha = new Uint8Array(w * h);
-  let pos = 0;
-  const counts = code.counts;
-  for (let i = 0; i < counts.length; i++) {
-    const n = counts[i];
-    if (i % 2 === 1 && n > 0) {
-      let a = pos;
-      const end = pos + n;
-      while (a < end) {
-        const row = (a / W) | 0;
-        const rowEnd = Math.min(end, (row + 1) * W);
-        if (row % f === 0) {
-          const r = (row / f) * w;
-          let c0 = a - row * W;
-          const c1 = rowEnd - row * W;
-          if (f === 1) {
-            alpha.fill(1, r + c0, r + c1);
-          } else {
-            c0 = Math.ceil(c0 / f) * f;
-            for (let c = c0; c < c1; c += f) alpha[r + c / f] = 1;
-          }
-        }
-        a = rowEnd;
-      }
-    }
-    pos += n;
-  }
+  fillRuns(code, f, alpha, w, 1);
   return { alpha, w, h, f };
 }
 
@@ -181,28 +187,7 @@ export class CurrentMaskPainter {
     for (let r = 0; r < h; r++) px.fill(0, r * S, r * S + w);
     const fill = ((fillAlpha & 255) << 24) | (color[2] << 16) | (color[1] << 8) | color[0];
     const edge = ((edgeAlpha & 255) << 24) | 0xffffff;
-    const counts = code.counts;
-    let pos = 0;
-    for (let i = 0; i < counts.length; i++) {
-      const n = counts[i];
-      if (i & 1 && n > 0) {
-        let a = pos;
-        const end = pos + n;
-        while (a < end) {
-          const row = (a / W) | 0;
-          const rowEnd = Math.min(end, (row + 1) * W);
-          if (row % f === 0) {
-            const o = (row / f) * S;
-            const c0 = a - row * W;
-            const c1 = rowEnd - row * W;
-            if (f === 1) px.fill(fill, o + c0, o + c1);
-            else for (let c = Math.ceil(c0 / f) * f; c < c1; c += f) px[o + c / f] = fill;
-          }
-          a = rowEnd;
-        }
-      }
-      pos += n;
-    }
+    fillRuns(code, f, px, S, fill);
     // the outline: mask pixels with a 4-neighbour outside the mask (or at the bbox's border)
     for (let r = 0; r < h; r++) {
       const o = r * S;
