@@ -632,6 +632,11 @@ def test_dicom_slice_opens_with_its_window_and_exports(tmp_path):
     raw = np.full((64, 80), 1024, np.uint16)  # 0 HU after the intercept
     raw[20:44, 30:60] = 1424  # a 400 HU block
     _write_dicom(tmp_path / "ct" / "slice.dcm", raw, slope=1, intercept=-1024, center=200, width=400)
+    (tmp_path / "scanner").mkdir()  # scanners write DICOM files without a suffix: known by their preamble
+    _write_dicom(tmp_path / "scanner" / "IM-0001-0002", raw, slope=1, intercept=-1024)
+    (tmp_path / "scanner" / "README").write_text("not an image")
+    c, p = client_for(tmp_path / "scanner")
+    assert [r.key for r in p.records] == ["IM-0001-0002"] and c.get("/api/images/0").json()["kind"] == "dicom"
     c, p = client_for(tmp_path / "ct")
     info = c.get("/api/images/0").json()
     assert info["kind"] == "dicom" and info["window"]["width"] == 400 and info["window"]["level"] == 200

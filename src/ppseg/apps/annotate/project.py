@@ -286,8 +286,10 @@ class Project:
                                   and (d / n).resolve() != self.out), key=_natural_key)
             for name in sorted(filenames, key=_natural_key):
                 p = d / name
-                if name.startswith(".") or p.suffix.lower() not in suffixes:
+                if name.startswith("."):
                     continue
+                if p.suffix.lower() not in suffixes and not (p.suffix == "" and _is_dicom_file(p)):
+                    continue  # (DICOM files often have no suffix: those are known by their DICM preamble)
                 if p.is_symlink():  # a link may point anywhere: only follow it inside INPUT
                     try:
                         target = p.resolve(strict=True)
@@ -765,6 +767,12 @@ class Project:
 
     def load_labels_file(self, path: str | os.PathLike) -> list[Label]:
         return read_labels_file(path)
+
+
+def _is_dicom_file(path: Path) -> bool:
+    from .imaging import _is_dicom
+
+    return path.is_file() and _is_dicom(path)
 
 
 def _deepest_point(mask: np.ndarray) -> Any:
