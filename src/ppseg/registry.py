@@ -18,11 +18,14 @@ from torch import nn
 
 from .config import MAX_CLASSES, coerce, did_you_mean, not_finite_note, signature_params, _NO, _type_name
 from .errors import ConfigError
-from .models import click_net, edgeflow, lraspp, pp_humanseg, pp_liteseg, pp_mobileseg
+from .models import click_net, edgeflow, lraspp, pp_humanseg, pp_liteseg, pp_matting, pp_mattingv2, pp_mobileseg
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "edgeflow_hrnet18_ocr64": edgeflow.edgeflow_hrnet18_ocr64,
     "click_mobilenetv3_lite": click_net.click_mobilenetv3_lite,
+    "pp_matting_hrnet_w18": pp_matting.pp_matting_hrnet_w18,
+    "pp_matting_hrnet_w48": pp_matting.pp_matting_hrnet_w48,
+    "pp_mattingv2_stdc1": pp_mattingv2.pp_mattingv2_stdc1,
     "lraspp_mobilenetv3_large": lraspp.lraspp_mobilenetv3_large,
     "lraspp_mobilenetv3_small": lraspp.lraspp_mobilenetv3_small,
     "pp_humanseg_lite_v1": pp_humanseg.pp_humanseg_lite_v1,
