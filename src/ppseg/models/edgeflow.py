@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ppseg.errors import ConfigError
-from ppseg.models.hrnet import Bottleneck, Conv2dSame, HRNetStages, make_layer
+from ppseg.models.hrnet import Bottleneck, HRNetStages, PaddleConvBN, make_layer
 from ppseg.models.layers import BN_MOMENTUM, PaddleConvBNAct, resize
 
 __all__ = [
@@ -53,7 +53,6 @@ __all__ = [
     "HRNetOCREdge",
     "ObjectAttentionBlock",
     "PaddlePReLU",
-    "SameConvBNReLU",
     "ScaleLayer",
     "SpatialOCR",
     "SqueezeBodyEdge",
@@ -98,24 +97,6 @@ class PaddlePReLU(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``max(0, x) + slope * min(0, x)``."""
         return F.prelu(x, self._weight)
-
-
-class SameConvBNReLU(nn.Module):
-    """PaddleSeg ``layers.ConvBNReLU`` with its default ``padding='same'`` (TF SAME, conv bias on).
-
-    Keys ``_conv`` (:class:`~ppseg.models.hrnet.Conv2dSame`) and ``_batch_norm``.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1,
-                 groups: int = 1, bias: bool = True) -> None:
-        super().__init__()
-        self._conv = Conv2dSame(in_channels, out_channels, kernel_size, stride=stride, groups=groups, bias=bias)
-        self._batch_norm = _bn(out_channels)
-        self.act = nn.ReLU()
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Pad (TF SAME), convolve, normalise, ReLU."""
-        return self.act(self._batch_norm(self._conv(x)))
 
 
 def flow_warp(x: Tensor, flow: Tensor) -> Tensor:
@@ -246,8 +227,8 @@ class SqueezeBodyEdge(nn.Module):
     def __init__(self, channels: int, *, align_corners: bool = False) -> None:
         super().__init__()
         self.align_corners = align_corners
-        self.down = nn.Sequential(SameConvBNReLU(channels, channels, 3, stride=2, groups=channels),
-                                  SameConvBNReLU(channels, channels, 3, stride=2, groups=channels))
+        self.down = nn.Sequential(PaddleConvBN(channels, channels, 3, stride=2, groups=channels),
+                                  PaddleConvBN(channels, channels, 3, stride=2, groups=channels))
         self.flow_make = nn.Conv2d(2 * channels, 2, 3, padding=1, bias=False)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -39,6 +39,7 @@ __all__ = [
     "HRNetStages",
     "HighResolutionModule",
     "PaddingMode",
+    "PaddleConvBN",
     "apply_transition",
     "conv3x3",
     "make_layer",
@@ -99,6 +100,44 @@ class Conv2dSame(nn.Conv2d):
     def forward(self, x: Tensor) -> Tensor:
         """Pad as TF SAME, then convolve."""
         return super().forward(pad_same(x, self.same_kernel, self.same_stride, self.same_dilation))
+
+
+class PaddleConvBN(nn.Module):
+    """PaddleSeg's ``layers.ConvBN`` / ``ConvBNReLU`` (and ResNet-vd's ``ConvBNLayer``): keys
+    ``_conv`` and ``_batch_norm``; with TF-SAME padding (PaddleSeg's default ``padding='same'``,
+    used by EdgeFlow's and PP-Matting's HRNets) or a symmetric amount.
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        kernel_size: Square kernel size.
+        stride: Convolution stride.
+        padding: ``"same"`` (TF SAME, :class:`~ppseg.models.hrnet.Conv2dSame`) or a symmetric
+            amount.
+        dilation: Convolution dilation.
+        groups: Convolution groups (``in_channels`` for depthwise).
+        bias: Whether the conv has a bias (PaddleSeg's ``ConvBN*`` default: yes).
+        relu: ReLU after the BatchNorm.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1,
+                 padding: int | str = "same", dilation: int = 1, groups: int = 1, bias: bool = True,
+                 relu: bool = True) -> None:
+        super().__init__()
+        if padding == "same":
+            self._conv: nn.Conv2d = Conv2dSame(in_channels, out_channels, kernel_size, stride=stride,
+                                               dilation=dilation, groups=groups, bias=bias)
+        elif isinstance(padding, int) and not isinstance(padding, bool) and padding >= 0:
+            self._conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                                   dilation=dilation, groups=groups, bias=bias)
+        else:
+            raise ConfigError(f"padding must be 'same' or a non-negative int, got {padding!r}")
+        self._batch_norm = _bn(out_channels)
+        self.act = nn.ReLU() if relu else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Convolve, normalise, (ReLU)."""
+        return self.act(self._batch_norm(self._conv(x)))
 
 
 def conv3x3(in_channels: int, out_channels: int, *, stride: int = 1, padding: PaddingMode = "symmetric",

@@ -40,6 +40,7 @@ __all__ = [
     "init_conv_bn",
     "init_head",
     "make_divisible",
+    "paddle_resize",
     "resize",
 ]
 
@@ -357,3 +358,23 @@ def resize(x: Tensor, size: Sequence[int] | torch.Size, mode: ResizeMode = "bili
     if mode == "nearest":
         return F.interpolate(x, size=size, mode="nearest")
     raise ConfigError(f"resize mode must be one of {RESIZE_MODES}, got {mode!r}")
+
+
+def paddle_resize(x: Tensor, size: Sequence[int] | torch.Size) -> Tensor:
+    """Bilinear resize (``align_corners=False``) exactly as Paddle computes it.
+
+    Identical to :func:`resize` except for an output side of length 1:
+    Paddle then uses a source ratio of 0 and samples the **first** row / column, where PyTorch
+    samples the centre (the mean of the two middle rows). It matters where PP-MattingV2's DPP resizes
+    its branches back to the 1/64 map: a side of that map is 1 for every input side below 128 px
+    (the parity fixtures' 96 x 128 gives 1 x 2; without this rule alpha is off by 5.5e-4).
+
+    Shapes:
+        ``[N, C, H, W]`` -> ``[N, C, size[0], size[1]]``.
+    """
+    h, w = int(size[0]), int(size[1])
+    if h == 1:
+        x = x[..., :1, :]
+    if w == 1:
+        x = x[..., :1]
+    return resize(x, (h, w))

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ppseg.errors import ConfigError
-from ppseg.models.hrnet import Conv2dSame
+from ppseg.models.hrnet import PaddleConvBN
 from ppseg.models.layers import BN_MOMENTUM, resize
 
 __all__ = [
@@ -52,7 +52,6 @@ __all__ = [
     "HRDB",
     "MattingHRNet",
     "PPMatting",
-    "PaddleConvBN",
     "SCB",
     "TASK",
     "pp_matting_hrnet_w18",
@@ -68,41 +67,6 @@ SIZE_DIVISOR = 32
 
 def _bn(channels: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, momentum=BN_MOMENTUM)
-
-
-class PaddleConvBN(nn.Module):
-    """PaddleSeg's ``layers.ConvBN`` / ``ConvBNReLU`` (and ResNet-vd's ``ConvBNLayer``): keys
-    ``_conv`` and ``_batch_norm``.
-
-    Args:
-        in_channels: Input channels.
-        out_channels: Output channels.
-        kernel_size: Square kernel size.
-        stride: Convolution stride.
-        padding: ``"same"`` (TF SAME, :class:`~ppseg.models.hrnet.Conv2dSame`) or a symmetric
-            amount.
-        dilation: Convolution dilation.
-        bias: Whether the conv has a bias (PaddleSeg's ``ConvBN*`` default: yes).
-        relu: ReLU after the BatchNorm.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1,
-                 padding: int | str = "same", dilation: int = 1, bias: bool = True, relu: bool = True) -> None:
-        super().__init__()
-        if padding == "same":
-            self._conv: nn.Conv2d = Conv2dSame(in_channels, out_channels, kernel_size, stride=stride,
-                                               dilation=dilation, bias=bias)
-        elif isinstance(padding, int) and not isinstance(padding, bool) and padding >= 0:
-            self._conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
-                                   dilation=dilation, bias=bias)
-        else:
-            raise ConfigError(f"padding must be 'same' or a non-negative int, got {padding!r}")
-        self._batch_norm = _bn(out_channels)
-        self.act = nn.ReLU() if relu else nn.Identity()
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Convolve, normalise, (ReLU)."""
-        return self.act(self._batch_norm(self._conv(x)))
 
 
 # --------------------------------------------------------------------------------------

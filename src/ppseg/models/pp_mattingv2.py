@@ -18,7 +18,7 @@ concatenates 1/64 maps pooled from different levels).
 
 The DPP attention applies **no** ``1/sqrt(key_dim)`` scaling: the reference computes the scale and
 never uses it (:attr:`DPPAttention.scaled` switches it on, for a control only). Every bilinear
-resize follows Paddle's rule for an output side of length 1 (:func:`paddle_resize`).
+resize follows Paddle's rule for an output side of length 1 (:func:`~ppseg.models.layers.paddle_resize`).
 
 State-dict keys equal PaddleSeg's (``backbone.*``, ``dpp.conv_mid._conv.*``,
 ``dpp.pp2.{i}.1.transformer_blocks.{j}.{attn,mlp}.*``, ``mlff{32,16,8,4,2}x.*``,
@@ -36,10 +36,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ppseg.errors import ConfigError
-from ppseg.models.layers import ConvBNAct, PaddleConvBNAct, init_conv_bn, resize
+from ppseg.models.layers import ConvBNAct, PaddleConvBNAct, init_conv_bn, paddle_resize, resize
 from ppseg.models.pp_liteseg import AdaptiveAvgPool2dMatmul
 from ppseg.models.stdcnet import STDCNet, stdc1
-from ppseg.models.strideformer import DropPath, SeaMlp
+from ppseg.models.strideformer import SeaBlock
 
 __all__ = [
     "DPPAttention",
@@ -51,7 +51,6 @@ __all__ = [
     "MergeType",
     "PPMattingV2",
     "TASK",
-    "paddle_resize",
     "pp_mattingv2_stdc1",
 ]
 
@@ -67,24 +66,14 @@ def _conv_bn_c(in_channels: int, out_channels: int) -> ConvBNAct:
     return ConvBNAct(in_channels, out_channels, 1, conv_name="c")
 
 
-def paddle_resize(x: Tensor, size: Sequence[int] | torch.Size) -> Tensor:
-    """Bilinear resize (``align_corners=False``) exactly as Paddle computes it.
-
-    Identical to :func:`~ppseg.models.layers.resize` except for an output side of length 1:
-    Paddle then uses a source ratio of 0 and samples the **first** row / column, where PyTorch
-    samples the centre (the mean of the two middle rows). It matters where the DPP resizes its
-    branches back to the 1/64 map: a side of that map is 1 for every input side below 128 px
-    (the parity fixtures' 96 x 128 gives 1 x 2; without this rule alpha is off by 5.5e-4).
-
-    Shapes:
-        ``[N, C, H, W]`` -> ``[N, C, size[0], size[1]]``.
-    """
-    h, w = int(size[0]), int(size[1])
-    if h == 1:
-        x = x[..., :1, :]
-    if w == 1:
-        x = x[..., :1]
-    return resize(x, (h, w))
+def _merge(parts: Sequence[Tensor], merge_type: str) -> Tensor:
+    """Concatenate ``parts`` on the channel axis, or sum them left to right (the reference's order)."""
+    if merge_type == "concat":
+        return torch.cat(list(parts), dim=1)
+    merged = parts[0]
+    for part in parts[1:]:
+        merged = merged + part
+    return merged
 
 
 def _check_merge(merge_type: str) -> None:
@@ -138,11 +127,10 @@ class DPPAttention(nn.Module):
         return self.proj(out)
 
 
-class DPPBlock(nn.Module):
-    """Transformer block: ``x + DropPath(attn(x))``, then ``x + DropPath(mlp(x))``.
-
-    The MLP is :class:`~ppseg.models.strideformer.SeaMlp` (1x1 conv+BN -> depthwise 3x3 conv with
-    bias -> ReLU6 -> 1x1 conv+BN), the same unit as PP-MobileSeg's.
+class DPPBlock(SeaBlock):
+    """PP-MobileSeg's transformer block (:class:`~ppseg.models.strideformer.SeaBlock`: ``x +
+    DropPath(attn(x))``, then ``x + DropPath(mlp(x))`` with its ``SeaMlp``) with full attention
+    (:class:`DPPAttention`) in place of the axial one.
 
     Args:
         dim: Channels.
@@ -153,17 +141,11 @@ class DPPBlock(nn.Module):
         drop_path: Stochastic-depth probability of both residual branches.
     """
 
+    attention = DPPAttention
+
     def __init__(self, dim: int, key_dim: int, num_heads: int, mlp_ratio: int = 2, attn_ratio: int = 2,
                  drop_path: float = 0.0) -> None:
-        super().__init__()
-        self.attn = DPPAttention(dim, key_dim, num_heads, attn_ratio)
-        self.mlp = SeaMlp(dim, int(dim * mlp_ratio))
-        self.drop_path = DropPath(drop_path)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Attention and MLP with residual connections."""
-        x = x + self.drop_path(self.attn(x))
-        return x + self.drop_path(self.mlp(x))
+        super().__init__(dim, key_dim, num_heads, mlp_ratio, attn_ratio, drop_path)
 
 
 class DPPStage(nn.Module):
@@ -238,14 +220,7 @@ class DoublePyramidPool(nn.Module):
         mid = self.conv_mid(torch.cat(pooled, dim=1))
         size = mid.shape[-2:]
         branches = [paddle_resize(stage(mid), size) for stage in self.pp2]
-        parts = [mid, *branches[::-1]]
-        if self.merge_type == "concat":
-            merged = torch.cat(parts, dim=1)
-        else:
-            merged = parts[0]
-            for part in parts[1:]:
-                merged = merged + part
-        return self.conv_out(merged)
+        return self.conv_out(_merge([mid, *branches[::-1]], self.merge_type))
 
 
 class MLFF(nn.Module):
@@ -292,13 +267,7 @@ class MLFF(nn.Module):
             stats += [f.mean(dim=1, keepdim=True), f.amax(dim=1, keepdim=True)]
         atten = torch.sigmoid(self.conv_atten(torch.cat(stats, dim=1)))
         weighted = [f * atten[:, i : i + 1] for i, f in enumerate(feats)]
-        if self.merge_type == "concat":
-            merged = torch.cat(weighted, dim=1)
-        else:
-            merged = weighted[0]
-            for f in weighted[1:]:
-                merged = merged + f
-        return self.conv_out(merged)
+        return self.conv_out(_merge(weighted, self.merge_type))
 
 
 class MattingHead(nn.Module):

@@ -356,6 +356,9 @@ class SeaMlp(nn.Module):
 class SeaBlock(nn.Module):
     """Transformer block: ``x + DropPath(attn(x))``, then ``x + DropPath(mlp(x))``.
 
+    The attention is built by :attr:`attention` (``SeaAttention``; PP-MattingV2's DPP blocks
+    subclass this with full attention).
+
     Args:
         dim: Channels.
         key_dim: Query/key width per head.
@@ -365,11 +368,13 @@ class SeaBlock(nn.Module):
         drop_path: Stochastic-depth probability of both residual branches.
     """
 
+    attention: type[nn.Module] = SeaAttention
+
     def __init__(
         self, dim: int, key_dim: int, num_heads: int, mlp_ratio: int, attn_ratio: int = 2, drop_path: float = 0.0
     ) -> None:
         super().__init__()
-        self.attn = SeaAttention(dim, key_dim, num_heads, attn_ratio)
+        self.attn = self.attention(dim, key_dim, num_heads, attn_ratio)
         self.mlp = SeaMlp(dim, dim * mlp_ratio)
         self.drop_path = DropPath(drop_path)
 
