@@ -57,9 +57,12 @@ _CAPTURE_MAX_BYTES = 32 << 20  # decoder stderr is captured for files up to this
 
 
 def is_annotate_image(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a file with one of :data:`IMAGE_SUFFIXES_ANNOTATE`."""
+    """Whether ``path`` is a file with one of :data:`IMAGE_SUFFIXES_ANNOTATE`, or a DICOM file
+    without a suffix (as scanners write them), known by its ``DICM`` preamble."""
     p = Path(path)
-    return p.suffix.lower() in IMAGE_SUFFIXES_ANNOTATE and p.is_file()
+    if p.suffix.lower() in IMAGE_SUFFIXES_ANNOTATE:
+        return p.is_file()
+    return p.suffix == "" and p.is_file() and _is_dicom(p)
 
 
 # --------------------------------------------------------------------------------------- window

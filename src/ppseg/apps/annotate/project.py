@@ -250,7 +250,7 @@ class Project:
             paths = extract_frames(self.input, self.root, progress=progress)
         else:
             self.root = self.input
-            paths = self._list_images(IMAGE_SUFFIXES_ANNOTATE)
+            paths = self._list_images()
         if not paths:
             raise PPSegError(f"{self.input}: no images here (looked for {', '.join(IMAGE_SUFFIXES_ANNOTATE)} in it "
                              "and its subfolders)")
@@ -278,7 +278,9 @@ class Project:
 
 
     # ------------------------------------------------------------------ listing and loading
-    def _list_images(self, suffixes: Sequence[str]) -> list[Path]:
+    def _list_images(self) -> list[Path]:
+        from .imaging import is_annotate_image
+
         found: list[Path] = []
         for dirpath, dirnames, filenames in os.walk(self.input, followlinks=False):
             d = Path(dirpath)
@@ -288,9 +290,7 @@ class Project:
                 p = d / name
                 if name.startswith("."):
                     continue
-                if p.suffix.lower() not in suffixes and not (p.suffix == "" and _is_dicom_file(p)):
-                    continue  # (DICOM files often have no suffix: those are known by their DICM preamble)
-                if p.is_symlink():  # a link may point anywhere: only follow it inside INPUT
+                if p.is_symlink():  # a link may point anywhere: only follow (or read) it inside INPUT
                     try:
                         target = p.resolve(strict=True)
                     except OSError:
@@ -298,6 +298,8 @@ class Project:
                     if not target.is_relative_to(self.input) or not target.is_file():
                         log.warning("skipping %s: a link to outside the input folder", p)
                         continue
+                if not is_annotate_image(p):  # (reads the preamble of a suffix-less file: DICOM?)
+                    continue
                 found.append(p)
         return found
 
@@ -767,12 +769,6 @@ class Project:
 
     def load_labels_file(self, path: str | os.PathLike) -> list[Label]:
         return read_labels_file(path)
-
-
-def _is_dicom_file(path: Path) -> bool:
-    from .imaging import _is_dicom
-
-    return path.is_file() and _is_dicom(path)
 
 
 def _deepest_point(mask: np.ndarray) -> Any:
