@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from ..errors import PPSegError
 from .clicks import Click

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ppseg.errors import ConfigError
-from ppseg.models.layers import ConvBNAct, PaddleConvBNAct, init_conv_bn, paddle_resize, resize
+from ppseg.models.layers import ConvBNAct, PaddleConvBNAct, init_conv_bn, paddle_resize
 from ppseg.models.pp_liteseg import AdaptiveAvgPool2dMatmul
 from ppseg.models.stdcnet import STDCNet, stdc1
 from ppseg.models.strideformer import SeaBlock

@@ -33,7 +33,7 @@ import numpy as np
 from ...errors import PPSegError
 from ..media import make_parents, remove_created
 from ...fileio import atomic_open, remove_stale_temp_files
-from .records import AnnotatedObject, ImageRecord, Label, check_labels, encode_mask, paste_mask, read_labels_file
+from .records import AnnotatedObject, ImageRecord, Label, check_labels, encode_mask, paste_mask
 
 log = logging.getLogger("ppseg")
 
@@ -766,9 +766,6 @@ class Project:
                 "can_undo": st.can_undo, "can_redo": st.can_redo, "status": st.record.status,
                 "saved": i not in self.save_errors and i not in self.errors,
                 "save_error": self.save_errors.get(i) or self.errors.get(i)}
-
-    def load_labels_file(self, path: str | os.PathLike) -> list[Label]:
-        return read_labels_file(path)
 
 
 def _deepest_point(mask: np.ndarray) -> Any:

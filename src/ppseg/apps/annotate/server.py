@@ -117,7 +117,7 @@ def create_app(project: Project, *, token: str | None = None, host: str = "127.0
     from starlette.responses import JSONResponse, PlainTextResponse, Response
     from starlette.routing import Route
 
-    from .exports import FORMATS, export_annotations
+    from .exports import FORMATS
 
     lock = project.lock
     jobs: dict[str, dict[str, Any]] = {}
